@@ -1,0 +1,529 @@
+/*
+ * Config file parser for qdispatchd.
+ *
+ * The format is deliberately small (one `key = value` per line) so that an
+ * operator can diff two files and a parser can say exactly which line is
+ * wrong. Every key is described once in a table below: its name, whether it
+ * may repeat, and how its value is parsed. Anything not in the table is
+ * refused, so a typo never silently falls back to a default.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define QD_CONFIG_FILE_MAX (1u << 20)
+
+struct parse_ctx {
+	struct qd_config *cfg;
+	const char *origin;
+	unsigned int line;
+	char *err;
+	size_t err_len;
+};
+
+typedef int (*key_parser_fn)(struct parse_ctx *ctx, const char *value);
+
+struct key_desc {
+	const char *name;
+	key_parser_fn parse;
+	bool repeatable;
+};
+
+static int
+fail(struct parse_ctx *ctx, const char *fmt, ...)
+{
+	int n = snprintf(ctx->err, ctx->err_len, "%s:%u: ", ctx->origin, ctx->line);
+	if (n < 0 || (size_t)n >= ctx->err_len)
+		return -EINVAL;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ctx->err + n, ctx->err_len - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+/* Parse an unsigned decimal in [min, max]; refuses signs, spaces, overflow. */
+static int
+parse_u64(struct parse_ctx *ctx, const char *key, const char *value, uint64_t min, uint64_t max,
+	  uint64_t *out)
+{
+	if (!isdigit((unsigned char)value[0]))
+		return fail(ctx, "%s: '%s' is not a number", key, value);
+	errno = 0;
+	char *end = NULL;
+	unsigned long long v = strtoull(value, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return fail(ctx, "%s: '%s' is not a number", key, value);
+	if (v < min || v > max)
+		return fail(ctx, "%s: %llu is out of range [%" PRIu64 ", %" PRIu64 "]", key, v,
+			    min, max);
+	*out = v;
+	return 0;
+}
+
+#define DEFINE_UINT_KEY(fn, field, type, key, min, max)                                   \
+	static int fn(struct parse_ctx *ctx, const char *value)                           \
+	{                                                                                 \
+		uint64_t v;                                                               \
+		int rc = parse_u64(ctx, key, value, (min), (max), &v);                    \
+		if (rc == 0)                                                              \
+			ctx->cfg->field = (type)v;                                        \
+		return rc;                                                                \
+	}
+
+static int
+parse_bool(struct parse_ctx *ctx, const char *key, const char *value, bool *out)
+{
+	static const char *const yes[] = {"on", "yes", "true", "1"};
+	static const char *const no[] = {"off", "no", "false", "0"};
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (strcmp(value, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcmp(value, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return fail(ctx, "%s: '%s' is not on/off", key, value);
+}
+
+static int
+parse_ipv4(struct parse_ctx *ctx, const char *key, const char *value, uint32_t *out_be)
+{
+	struct in_addr a;
+	if (inet_pton(AF_INET, value, &a) != 1)
+		return fail(ctx, "%s: '%s' is not an IPv4 address", key, value);
+	if (a.s_addr == 0 || a.s_addr == 0xffffffffu || (ntohl(a.s_addr) >> 28) == 0xe)
+		return fail(ctx, "%s: '%s' is not a unicast address", key, value);
+	*out_be = a.s_addr;
+	return 0;
+}
+
+static int
+parse_string(struct parse_ctx *ctx, const char *key, const char *value, char *out, size_t cap)
+{
+	size_t n = strlen(value);
+	if (n == 0)
+		return fail(ctx, "%s: empty value", key);
+	if (n >= cap)
+		return fail(ctx, "%s: value longer than %zu bytes", key, cap - 1);
+	memcpy(out, value, n + 1);
+	return 0;
+}
+
+static int
+key_port_device(struct parse_ctx *ctx, const char *value)
+{
+	return parse_string(ctx, "port.device", value, ctx->cfg->port_device,
+			    sizeof(ctx->cfg->port_device));
+}
+
+static int
+key_port_ip(struct parse_ctx *ctx, const char *value)
+{
+	char buf[64];
+	const char *slash = strchr(value, '/');
+	if (slash == NULL)
+		return fail(ctx, "port.ip: '%s' needs a prefix length (a.b.c.d/len)", value);
+	size_t n = (size_t)(slash - value);
+	if (n >= sizeof(buf))
+		return fail(ctx, "port.ip: '%s' is not an IPv4 address", value);
+	memcpy(buf, value, n);
+	buf[n] = '\0';
+	uint64_t len;
+	int rc = parse_ipv4(ctx, "port.ip", buf, &ctx->cfg->port_ip.addr_be);
+	if (rc == 0)
+		rc = parse_u64(ctx, "port.ip prefix", slash + 1, 1, 32, &len);
+	if (rc == 0)
+		ctx->cfg->port_ip.prefix_len = (uint8_t)len;
+	return rc;
+}
+
+static int
+key_port_gateway(struct parse_ctx *ctx, const char *value)
+{
+	return parse_ipv4(ctx, "port.gateway", value, &ctx->cfg->port_gateway_be);
+}
+
+DEFINE_UINT_KEY(key_port_mtu, port_mtu, uint16_t, "port.mtu", 576, 9000)
+DEFINE_UINT_KEY(key_port_rx_desc, port_rx_desc, uint16_t, "port.rx_desc", 64, 4096)
+DEFINE_UINT_KEY(key_port_tx_desc, port_tx_desc, uint16_t, "port.tx_desc", 64, 4096)
+DEFINE_UINT_KEY(key_listen_port, listen_port, uint16_t, "listen.port", 1, 65535)
+DEFINE_UINT_KEY(key_workers, workers, unsigned int, "lcore.workers", 1, QD_CONFIG_WORKERS_MAX)
+DEFINE_UINT_KEY(key_idle_after, idle_after_us, uint32_t, "lcore.idle_after_us", 1, 10000000)
+DEFINE_UINT_KEY(key_idle_sleep_max, idle_sleep_max_us, uint32_t, "lcore.idle_sleep_max_us", 1,
+		100000)
+DEFINE_UINT_KEY(key_burst, burst, uint16_t, "lcore.burst", 1, 64)
+DEFINE_UINT_KEY(key_memory_mb, memory_mb, uint32_t, "eal.memory_mb", 64, 1048576)
+DEFINE_UINT_KEY(key_mbufs, mbufs, uint32_t, "eal.mbufs", 511, 4194303)
+DEFINE_UINT_KEY(key_neigh_capacity, neigh_capacity, uint32_t, "neigh.capacity", 16, 65536)
+DEFINE_UINT_KEY(key_neigh_reachable, neigh_reachable_s, uint32_t, "neigh.reachable_s", 1, 86400)
+DEFINE_UINT_KEY(key_neigh_retry, neigh_retry_ms, uint32_t, "neigh.retry_ms", 10, 60000)
+DEFINE_UINT_KEY(key_neigh_probes, neigh_probes, uint32_t, "neigh.probes", 1, 100)
+DEFINE_UINT_KEY(key_garp_interval, garp_interval_s, uint32_t, "garp.interval_s", 0, 86400)
+DEFINE_UINT_KEY(key_control_clients, control_clients_max, uint32_t, "control.clients_max", 1, 1024)
+
+static int
+key_vip(struct parse_ctx *ctx, const char *value)
+{
+	struct qd_config *cfg = ctx->cfg;
+	uint32_t a;
+	int rc = parse_ipv4(ctx, "vip", value, &a);
+	if (rc != 0)
+		return rc;
+	if (cfg->vips_count == QD_CONFIG_VIPS_MAX)
+		return fail(ctx, "vip: more than %d virtual IPs", QD_CONFIG_VIPS_MAX);
+	for (unsigned int i = 0; i < cfg->vips_count; i++) {
+		if (cfg->vips_be[i] == a)
+			return fail(ctx, "vip: %s is listed twice", value);
+	}
+	cfg->vips_be[cfg->vips_count++] = a;
+	return 0;
+}
+
+static int
+key_coordinator(struct parse_ctx *ctx, const char *value)
+{
+	struct qd_config *cfg = ctx->cfg;
+	char buf[64];
+	const char *colon = strrchr(value, ':');
+	if (colon == NULL)
+		return fail(ctx, "coordinator: '%s' must be address:port", value);
+	size_t n = (size_t)(colon - value);
+	if (n >= sizeof(buf))
+		return fail(ctx, "coordinator: '%s' is not an IPv4 address", value);
+	memcpy(buf, value, n);
+	buf[n] = '\0';
+	struct qd_config_endpoint ep;
+	uint64_t port;
+	int rc = parse_ipv4(ctx, "coordinator", buf, &ep.addr_be);
+	if (rc == 0)
+		rc = parse_u64(ctx, "coordinator port", colon + 1, 1, 65535, &port);
+	if (rc != 0)
+		return rc;
+	ep.port = (uint16_t)port;
+	if (cfg->coordinators_count == QD_CONFIG_COORDINATORS_MAX)
+		return fail(ctx, "coordinator: more than %d coordinators",
+			    QD_CONFIG_COORDINATORS_MAX);
+	for (unsigned int i = 0; i < cfg->coordinators_count; i++) {
+		if (cfg->coordinators[i].addr_be == ep.addr_be && cfg->coordinators[i].port == ep.port)
+			return fail(ctx, "coordinator: %s is listed twice", value);
+	}
+	cfg->coordinators[cfg->coordinators_count++] = ep;
+	return 0;
+}
+
+/* A cpu list as EAL's -l takes it: digits, ',' and '-' only. */
+static int
+key_lcore_list(struct parse_ctx *ctx, const char *value)
+{
+	for (const char *p = value; *p != '\0'; p++) {
+		if (!isdigit((unsigned char)*p) && *p != ',' && *p != '-')
+			return fail(ctx, "lcore.list: '%s' is not a cpu list like 0-2 or 0,2,3",
+				    value);
+	}
+	return parse_string(ctx, "lcore.list", value, ctx->cfg->lcore_list,
+			    sizeof(ctx->cfg->lcore_list));
+}
+
+static int
+key_idle(struct parse_ctx *ctx, const char *value)
+{
+	return parse_bool(ctx, "lcore.idle", value, &ctx->cfg->idle);
+}
+
+static int
+key_hugepages(struct parse_ctx *ctx, const char *value)
+{
+	if (strcmp(value, "auto") == 0)
+		ctx->cfg->hugepages = QD_HUGEPAGES_AUTO;
+	else if (strcmp(value, "on") == 0)
+		ctx->cfg->hugepages = QD_HUGEPAGES_ON;
+	else if (strcmp(value, "off") == 0)
+		ctx->cfg->hugepages = QD_HUGEPAGES_OFF;
+	else
+		return fail(ctx, "eal.hugepages: '%s' is not auto, on or off", value);
+	return 0;
+}
+
+static int
+key_control_socket(struct parse_ctx *ctx, const char *value)
+{
+	if (value[0] != '/')
+		return fail(ctx, "control.socket: '%s' is not an absolute path", value);
+	/* sun_path holds 108 bytes including the terminator. */
+	if (strlen(value) >= 108)
+		return fail(ctx, "control.socket: path longer than 107 bytes");
+	return parse_string(ctx, "control.socket", value, ctx->cfg->control_socket,
+			    sizeof(ctx->cfg->control_socket));
+}
+
+static int
+key_control_mode(struct parse_ctx *ctx, const char *value)
+{
+	char *end = NULL;
+	if (value[0] != '0')
+		return fail(ctx, "control.mode: '%s' must be octal with a leading 0, e.g. 0600",
+			    value);
+	errno = 0;
+	unsigned long m = strtoul(value, &end, 8);
+	if (errno != 0 || *end != '\0' || m > 0777)
+		return fail(ctx, "control.mode: '%s' is not a permission mode (0000-0777)", value);
+	if ((m & 0002) != 0)
+		return fail(ctx, "control.mode: %s would let any user write the socket", value);
+	ctx->cfg->control_mode = (uint32_t)m;
+	return 0;
+}
+
+static int
+key_control_group(struct parse_ctx *ctx, const char *value)
+{
+	return parse_string(ctx, "control.group", value, ctx->cfg->control_group,
+			    sizeof(ctx->cfg->control_group));
+}
+
+static const char *const log_level_names[] = {
+	NULL, "emerg", "alert", "crit", "error", "warning", "notice", "info", "debug",
+};
+
+const char *
+qd_config_log_level_name(unsigned int level)
+{
+	if (level == 0 || level >= sizeof(log_level_names) / sizeof(log_level_names[0]))
+		return "?";
+	return log_level_names[level];
+}
+
+static int
+key_log_level(struct parse_ctx *ctx, const char *value)
+{
+	for (unsigned int i = 1; i < sizeof(log_level_names) / sizeof(log_level_names[0]); i++) {
+		if (strcmp(value, log_level_names[i]) == 0) {
+			ctx->cfg->log_level = i;
+			return 0;
+		}
+	}
+	return fail(ctx, "log.level: '%s' is not one of emerg alert crit error warning notice "
+			 "info debug", value);
+}
+
+static const struct key_desc keys[] = {
+	{"port.device", key_port_device, false},
+	{"port.ip", key_port_ip, false},
+	{"port.gateway", key_port_gateway, false},
+	{"port.mtu", key_port_mtu, false},
+	{"port.rx_desc", key_port_rx_desc, false},
+	{"port.tx_desc", key_port_tx_desc, false},
+	{"vip", key_vip, true},
+	{"listen.port", key_listen_port, false},
+	{"coordinator", key_coordinator, true},
+	{"lcore.workers", key_workers, false},
+	{"lcore.list", key_lcore_list, false},
+	{"lcore.idle", key_idle, false},
+	{"lcore.idle_after_us", key_idle_after, false},
+	{"lcore.idle_sleep_max_us", key_idle_sleep_max, false},
+	{"lcore.burst", key_burst, false},
+	{"eal.hugepages", key_hugepages, false},
+	{"eal.memory_mb", key_memory_mb, false},
+	{"eal.mbufs", key_mbufs, false},
+	{"neigh.capacity", key_neigh_capacity, false},
+	{"neigh.reachable_s", key_neigh_reachable, false},
+	{"neigh.retry_ms", key_neigh_retry, false},
+	{"neigh.probes", key_neigh_probes, false},
+	{"garp.interval_s", key_garp_interval, false},
+	{"control.socket", key_control_socket, false},
+	{"control.mode", key_control_mode, false},
+	{"control.group", key_control_group, false},
+	{"control.clients_max", key_control_clients, false},
+	{"log.level", key_log_level, false},
+};
+
+#define KEYS_COUNT (sizeof(keys) / sizeof(keys[0]))
+
+void
+qd_config_defaults(struct qd_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->port_mtu = 1500;
+	cfg->port_rx_desc = 1024;
+	cfg->port_tx_desc = 1024;
+	cfg->listen_port = 8080;
+	cfg->workers = 1;
+	cfg->idle = true;
+	cfg->idle_after_us = 200;
+	cfg->idle_sleep_max_us = 1000;
+	cfg->burst = 32;
+	cfg->hugepages = QD_HUGEPAGES_AUTO;
+	cfg->memory_mb = 256;
+	cfg->mbufs = 4095;
+	cfg->neigh_capacity = 1024;
+	cfg->neigh_reachable_s = 30;
+	cfg->neigh_retry_ms = 1000;
+	cfg->neigh_probes = 3;
+	cfg->garp_interval_s = 10;
+	snprintf(cfg->control_socket, sizeof(cfg->control_socket), "%s",
+		 "/run/qdispatch/qdispatchd.sock");
+	cfg->control_mode = 0600;
+	cfg->control_clients_max = 16;
+	cfg->log_level = 7; /* info */
+}
+
+static char *
+trim(char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
+		s[--n] = '\0';
+	return s;
+}
+
+static int
+parse_line(struct parse_ctx *ctx, char *line, bool *seen)
+{
+	/* A '#' starts a comment anywhere: no value needs one. */
+	char *hash = strchr(line, '#');
+	if (hash != NULL)
+		*hash = '\0';
+	char *s = trim(line);
+	if (*s == '\0')
+		return 0;
+	char *eq = strchr(s, '=');
+	if (eq == NULL)
+		return fail(ctx, "expected 'key = value', got '%s'", s);
+	*eq = '\0';
+	char *key = trim(s);
+	char *value = trim(eq + 1);
+	if (*key == '\0')
+		return fail(ctx, "missing key before '='");
+	for (size_t i = 0; i < KEYS_COUNT; i++) {
+		if (strcmp(keys[i].name, key) != 0)
+			continue;
+		if (*value == '\0')
+			return fail(ctx, "%s: missing value", key);
+		if (!keys[i].repeatable && seen[i])
+			return fail(ctx, "%s: set twice", key);
+		seen[i] = true;
+		return keys[i].parse(ctx, value);
+	}
+	return fail(ctx, "unknown key '%s'", key);
+}
+
+/* Rules that span keys; reported against the last line of the file. */
+static int
+check_whole(struct parse_ctx *ctx)
+{
+	const struct qd_config *cfg = ctx->cfg;
+	if (cfg->port_device[0] == '\0')
+		return fail(ctx, "port.device is required");
+	if (cfg->port_ip.addr_be == 0)
+		return fail(ctx, "port.ip is required");
+	if (cfg->vips_count == 0)
+		return fail(ctx, "at least one vip is required");
+	for (unsigned int i = 0; i < cfg->vips_count; i++) {
+		if (cfg->vips_be[i] == cfg->port_ip.addr_be)
+			return fail(ctx, "vip: a virtual IP may not equal port.ip");
+	}
+	if (cfg->burst > cfg->port_rx_desc)
+		return fail(ctx, "lcore.burst (%u) exceeds port.rx_desc (%u)", cfg->burst,
+			    cfg->port_rx_desc);
+	if ((cfg->neigh_capacity & (cfg->neigh_capacity - 1)) != 0)
+		return fail(ctx, "neigh.capacity (%u) must be a power of two", cfg->neigh_capacity);
+	/* Every worker needs room for a full RX ring plus a TX ring in flight. */
+	uint64_t need = (uint64_t)cfg->workers * (cfg->port_rx_desc + cfg->port_tx_desc + 512);
+	if (cfg->mbufs < need)
+		return fail(ctx, "eal.mbufs (%u) is below the %" PRIu64
+				 " that %u worker(s) with these ring sizes need",
+			    cfg->mbufs, need, cfg->workers);
+	/* mbufs of ~2.3 KiB each, plus what EAL and the tables take. */
+	uint64_t need_mb = (uint64_t)cfg->mbufs * 2432 / (1024 * 1024) + 64;
+	if (cfg->memory_mb < need_mb)
+		return fail(ctx, "eal.memory_mb (%u) is too small for %u mbufs (need >= %" PRIu64
+				 ")", cfg->memory_mb, cfg->mbufs, need_mb);
+	return 0;
+}
+
+int
+qd_config_parse(struct qd_config *cfg, const char *origin, const char *text, size_t len,
+		char *err, size_t err_len)
+{
+	assert(cfg != NULL && origin != NULL && err != NULL && err_len > 0);
+	struct parse_ctx ctx = {
+		.cfg = cfg, .origin = origin, .line = 0, .err = err, .err_len = err_len,
+	};
+	bool seen[KEYS_COUNT] = {false};
+	char line[QD_CONFIG_LINE_MAX];
+	size_t pos = 0;
+	err[0] = '\0';
+
+	while (pos < len) {
+		ctx.line++;
+		if (ctx.line > QD_CONFIG_LINES_MAX)
+			return fail(&ctx, "more than %d lines", QD_CONFIG_LINES_MAX);
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t n = (nl != NULL ? (size_t)(nl - (text + pos)) : len - pos);
+		if (n >= sizeof(line))
+			return fail(&ctx, "line longer than %d bytes", QD_CONFIG_LINE_MAX - 1);
+		memcpy(line, text + pos, n);
+		line[n] = '\0';
+		if (memchr(line, '\0', n) != NULL)
+			return fail(&ctx, "NUL byte in line");
+		pos += n + (nl != NULL ? 1 : 0);
+		int rc = parse_line(&ctx, line, seen);
+		if (rc != 0)
+			return rc;
+	}
+	if (ctx.line == 0)
+		ctx.line = 1;
+	return check_whole(&ctx);
+}
+
+int
+qd_config_load(struct qd_config *cfg, const char *path, char *err, size_t err_len)
+{
+	FILE *f = fopen(path, "re");
+	if (f == NULL) {
+		snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+		return -errno;
+	}
+	struct stat st;
+	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, err_len, "%s: not a regular file", path);
+		fclose(f);
+		return -EINVAL;
+	}
+	if (st.st_size > QD_CONFIG_FILE_MAX) {
+		snprintf(err, err_len, "%s: larger than %u bytes", path, QD_CONFIG_FILE_MAX);
+		fclose(f);
+		return -EFBIG;
+	}
+	char *buf = malloc((size_t)st.st_size + 1);
+	if (buf == NULL) {
+		fclose(f);
+		snprintf(err, err_len, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	size_t n = fread(buf, 1, (size_t)st.st_size, f);
+	int rd_err = ferror(f);
+	fclose(f);
+	if (rd_err != 0) {
+		free(buf);
+		snprintf(err, err_len, "%s: read error", path);
+		return -EIO;
+	}
+	int rc = qd_config_parse(cfg, path, buf, n, err, err_len);
+	free(buf);
+	return rc;
+}

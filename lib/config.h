@@ -1,0 +1,105 @@
+/*
+ * qdispatchd configuration: the in-memory form of the config file.
+ *
+ * The file format is documented in docs/configuration.md: one `key = value`
+ * per line, `#` starts a comment, list keys repeat. Parsing is sans-I/O
+ * beyond reading the file, so the unit tests feed it crafted text.
+ */
+#ifndef QD_CONFIG_H
+#define QD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QD_CONFIG_VIPS_MAX 16
+#define QD_CONFIG_COORDINATORS_MAX 64
+#define QD_CONFIG_WORKERS_MAX 16
+#define QD_CONFIG_LINE_MAX 1024
+#define QD_CONFIG_LINES_MAX 4096
+#define QD_CONFIG_STR_MAX 256
+#define QD_CONFIG_ERR_MAX 512
+
+enum qd_hugepages_mode {
+	QD_HUGEPAGES_AUTO = 0, /* use hugepages when some are free, else --no-huge */
+	QD_HUGEPAGES_ON,       /* require them */
+	QD_HUGEPAGES_OFF,      /* always --no-huge */
+};
+
+/* An IPv4 address in network byte order with its prefix length. */
+struct qd_config_ipv4 {
+	uint32_t addr_be;
+	uint8_t prefix_len;
+};
+
+struct qd_config_endpoint {
+	uint32_t addr_be;
+	uint16_t port;
+};
+
+struct qd_config {
+	/* [port] the DPDK device that carries all traffic */
+	char port_device[QD_CONFIG_STR_MAX];
+	struct qd_config_ipv4 port_ip;   /* interface address, source of our own connections */
+	uint32_t port_gateway_be;        /* 0 = none: everything is on-link */
+	uint16_t port_mtu;
+	uint16_t port_rx_desc;
+	uint16_t port_tx_desc;
+
+	/* client-facing virtual IPs */
+	uint32_t vips_be[QD_CONFIG_VIPS_MAX];
+	unsigned int vips_count;
+	uint16_t listen_port;
+
+	struct qd_config_endpoint coordinators[QD_CONFIG_COORDINATORS_MAX];
+	unsigned int coordinators_count;
+
+	/* [lcore] */
+	unsigned int workers;
+	char lcore_list[QD_CONFIG_STR_MAX]; /* "" = derived: main on 0, workers on 1..N */
+	bool idle;
+	uint32_t idle_after_us;
+	uint32_t idle_sleep_max_us;
+	uint16_t burst;
+
+	/* [eal] */
+	enum qd_hugepages_mode hugepages;
+	uint32_t memory_mb;
+	uint32_t mbufs;
+
+	/* [neigh] */
+	uint32_t neigh_capacity;
+	uint32_t neigh_reachable_s;
+	uint32_t neigh_retry_ms;
+	uint32_t neigh_probes;
+	uint32_t garp_interval_s; /* 0 = only at start-up */
+
+	/* [control] */
+	char control_socket[QD_CONFIG_STR_MAX];
+	uint32_t control_mode;      /* permission bits of the socket file */
+	char control_group[64];     /* "" = root only */
+	uint32_t control_clients_max;
+
+	/* [log] */
+	unsigned int log_level; /* RTE_LOG_* numbering: 1 emerg .. 8 debug */
+};
+
+/* Fill <cfg> with the documented defaults. */
+void qd_config_defaults(struct qd_config *cfg);
+
+/*
+ * Parse <text> (<len> bytes) named <origin> into <cfg>, which must hold the
+ * defaults or an earlier layer. Returns 0, or -EINVAL with a message
+ * "origin:line: reason" in <err> (<err_len> bytes). Unknown keys, repeated
+ * scalar keys, bad values and missing required keys are all refused.
+ */
+int qd_config_parse(struct qd_config *cfg, const char *origin, const char *text, size_t len,
+		    char *err, size_t err_len);
+
+/* Read the file at <path> and parse it; same contract as qd_config_parse. */
+int qd_config_load(struct qd_config *cfg, const char *path, char *err, size_t err_len);
+
+/* Name of a log level (RTE_LOG_* numbering), "?" when out of range. */
+const char *qd_config_log_level_name(unsigned int level);
+
+#endif /* QD_CONFIG_H */
