@@ -1,0 +1,195 @@
+/*
+ * Control commands that report the daemon's state: status, stats, neigh.
+ *
+ * They run on the main lcore and only read: worker counters through relaxed
+ * loads (each worker is the single writer of its block), the port's counters
+ * through ethdev, and the master neighbour table the main lcore itself owns.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include <rte_ethdev.h>
+
+#include "daemon.h"
+#include "qd_build.h"
+
+static json_t *
+ip_json(uint32_t ip_be)
+{
+	char buf[INET_ADDRSTRLEN];
+	struct in_addr a = {.s_addr = ip_be};
+	inet_ntop(AF_INET, &a, buf, sizeof(buf));
+	return json_string(buf);
+}
+
+static json_t *
+mac_json(const uint8_t *mac)
+{
+	char buf[18];
+	snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3],
+		 mac[4], mac[5]);
+	return json_string(buf);
+}
+
+static json_t *
+counters_json(const struct qd_lcore_stats *s)
+{
+	json_t *o = json_object();
+#define QD_X(name) json_object_set_new(o, #name, json_integer((json_int_t)s->name));
+	QD_LCORE_COUNTERS(QD_X)
+#undef QD_X
+	json_t *drops = json_object();
+	uint64_t total = 0;
+	for (unsigned int i = 0; i < QD_DROP_MAX; i++) {
+		json_object_set_new(drops, qd_drop_reason_name(i), json_integer((json_int_t)s->drops[i]));
+		total += s->drops[i];
+	}
+	json_object_set_new(o, "drops_total", json_integer((json_int_t)total));
+	json_object_set_new(o, "drops", drops);
+	return o;
+}
+
+static json_t *
+port_json(const struct qd_daemon *d)
+{
+	char addr[INET_ADDRSTRLEN], ip[INET_ADDRSTRLEN + 8];
+	struct in_addr a = {.s_addr = d->iface.ip_be};
+	inet_ntop(AF_INET, &a, addr, sizeof(addr));
+	snprintf(ip, sizeof(ip), "%s/%u", addr, (unsigned int)d->iface.prefix_len);
+	json_t *o = json_pack("{s:s, s:s, s:i, s:o, s:s, s:i, s:i, s:b}", "name", d->port.name,
+			      "driver", d->port.driver, "port_id", d->port.port_id, "mac",
+			      mac_json(d->port.mac.addr_bytes), "ip", ip, "mtu", d->port.mtu,
+			      "queues", d->port.queues, "rss", d->port.rss);
+	struct rte_eth_stats st;
+	if (rte_eth_stats_get(d->port.port_id, &st) == 0) {
+		json_object_set_new(o, "rx_packets", json_integer((json_int_t)st.ipackets));
+		json_object_set_new(o, "tx_packets", json_integer((json_int_t)st.opackets));
+		json_object_set_new(o, "rx_bytes", json_integer((json_int_t)st.ibytes));
+		json_object_set_new(o, "tx_bytes", json_integer((json_int_t)st.obytes));
+		json_object_set_new(o, "rx_missed", json_integer((json_int_t)st.imissed));
+		json_object_set_new(o, "rx_errors", json_integer((json_int_t)st.ierrors));
+		json_object_set_new(o, "tx_errors", json_integer((json_int_t)st.oerrors));
+		json_object_set_new(o, "rx_nombuf", json_integer((json_int_t)st.rx_nombuf));
+	}
+	return o;
+}
+
+static void
+add_lcores(json_t *o, const struct qd_daemon *d)
+{
+	json_t *arr = json_array();
+	struct qd_lcore_stats total;
+	memset(&total, 0, sizeof(total));
+	for (unsigned int i = 0; i < d->workers_count; i++) {
+		const struct qd_worker *w = d->workers[i];
+		struct qd_lcore_stats s;
+		qd_lcore_stats_read(&s, &w->stats);
+		qd_lcore_stats_sum(&total, &s);
+		json_t *l = counters_json(&s);
+		json_object_set_new(l, "lcore", json_integer(w->conf.lcore_id));
+		json_object_set_new(l, "queue", json_integer(w->conf.queue_id));
+		json_object_set_new(l, "neigh_entries", json_integer(w->neigh.count));
+		json_array_append_new(arr, l);
+	}
+	json_object_set_new(o, "lcores", arr);
+	json_object_set_new(o, "totals", counters_json(&total));
+	json_object_set_new(o, "main",
+			    json_pack("{s:I, s:I, s:I, s:I, s:I}", "events_handled",
+				      (json_int_t)d->stats.events_handled, "neigh_learned",
+				      (json_int_t)d->stats.neigh_learned, "neigh_full",
+				      (json_int_t)d->stats.neigh_full, "mailbox_full",
+				      (json_int_t)d->stats.mailbox_full, "garp_rounds",
+				      (json_int_t)d->stats.garp_rounds));
+	const struct qd_ctl_counters *c = &d->ctl.counters;
+	json_object_set_new(o, "control",
+			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "accepted",
+				      (json_int_t)c->accepted, "requests", (json_int_t)c->requests,
+				      "errors", (json_int_t)c->errors, "refused_credentials",
+				      (json_int_t)c->refused_credentials, "refused_busy",
+				      (json_int_t)c->refused_busy, "too_large",
+				      (json_int_t)c->too_large, "timeouts", (json_int_t)c->timeouts));
+}
+
+static int
+cmd_stats(void *ctx, const json_t *args, json_t **data, char *err, size_t err_len)
+{
+	(void)args, (void)err, (void)err_len;
+	const struct qd_daemon *d = ctx;
+	json_t *o = json_object();
+	json_object_set_new(o, "port", port_json(d));
+	add_lcores(o, d);
+	*data = o;
+	return 0;
+}
+
+static int
+cmd_status(void *ctx, const json_t *args, json_t **data, char *err, size_t err_len)
+{
+	const struct qd_daemon *d = ctx;
+	json_t *vips = json_array();
+	for (unsigned int i = 0; i < d->iface.vips_count; i++)
+		json_array_append_new(vips, ip_json(d->iface.vips_be[i]));
+	json_t *coords = json_array();
+	for (unsigned int i = 0; i < d->cfg.coordinators_count; i++) {
+		char addr[INET_ADDRSTRLEN], buf[INET_ADDRSTRLEN + 8];
+		struct in_addr a = {.s_addr = d->cfg.coordinators[i].addr_be};
+		inet_ntop(AF_INET, &a, addr, sizeof(addr));
+		snprintf(buf, sizeof(buf), "%s:%u", addr, (unsigned int)d->cfg.coordinators[i].port);
+		json_array_append_new(coords, json_string(buf));
+	}
+	int rc = cmd_stats(ctx, args, data, err, err_len);
+	if (rc != 0)
+		return rc;
+	json_t *head = json_pack("{s:s, s:I, s:I, s:s, s:o, s:i, s:o, s:i, s:b, s:b, "
+					    "s:i, s:s}",
+					    "version", QD_VERSION, "pid", (json_int_t)getpid(),
+					    "uptime_s",
+					    (json_int_t)((qd_daemon_now_ms() - d->start_ms) / 1000),
+					    "config", d->config_path, "vips", vips, "listen_port",
+					    d->cfg.listen_port, "coordinators", coords, "workers",
+					    d->workers_count, "idle", d->cfg.idle, "hugepages",
+					    !d->no_huge, "neigh_entries", d->neigh.count,
+					    "log_level", qd_config_log_level_name(d->cfg.log_level));
+	if (head == NULL) {
+		json_decref(*data);
+		snprintf(err, err_len, "status: cannot build reply");
+		return -ENOMEM;
+	}
+	json_object_update(*data, head);
+	json_decref(head);
+	return 0;
+}
+
+static int
+cmd_neigh(void *ctx, const json_t *args, json_t **data, char *err, size_t err_len)
+{
+	(void)args, (void)err, (void)err_len;
+	const struct qd_daemon *d = ctx;
+	uint64_t now = qd_daemon_now_ms();
+	json_t *arr = json_array();
+	for (uint32_t i = 0; i < d->neigh.capacity; i++) {
+		const struct qd_neigh_entry *e = &d->neigh.entries[i];
+		if (e->state == QD_NEIGH_FREE)
+			continue;
+		json_array_append_new(
+			arr, json_pack("{s:o, s:o, s:s, s:b, s:i, s:I}", "ip", ip_json(e->ip_be),
+				       "mac", mac_json(e->mac), "state",
+				       qd_neigh_state_name((enum qd_neigh_state)e->state), "pinned",
+				       e->pinned, "probes", e->probes, "age_ms",
+				       (json_int_t)(now - e->updated_ms)));
+	}
+	*data = json_pack("{s:o, s:i, s:i}", "entries", arr, "count", d->neigh.count, "capacity",
+			  d->neigh.capacity);
+	return 0;
+}
+
+const struct qd_ctl_command qd_daemon_commands[] = {
+	{"status", cmd_status, "version, port, addresses, per-lcore and total counters"},
+	{"stats", cmd_stats, "port, per-lcore and total counters only"},
+	{"neigh", cmd_neigh, "the neighbour (ARP) table of the main lcore"},
+};
+
+const unsigned int qd_daemon_commands_count =
+	sizeof(qd_daemon_commands) / sizeof(qd_daemon_commands[0]);

@@ -1,0 +1,352 @@
+/*
+ * qdctl: the command-line client of qdispatchd's control socket.
+ *
+ * It sends one request (see lib/ctl_proto.h), waits for the reply and prints
+ * it either as tables for people or, with --json, as the reply's data object
+ * for scripts. The exit status says whether the daemon answered "ok".
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "ctl_proto.h"
+#include "qd_build.h"
+
+enum exit_code {
+	EXIT_OK = 0,
+	EXIT_FAILED = 1,     /* the daemon answered with an error */
+	EXIT_USAGE = 2,
+	EXIT_UNREACHABLE = 3, /* no daemon, no permission, timeout, bad reply */
+};
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: qdctl [-s SOCKET] [--json] [-t MS] [COMMAND]\n"
+		"\n"
+		"Query a running qdispatchd through its control socket.\n"
+		"\n"
+		"Commands:\n"
+		"  status     version, port, addresses, per-lcore and total counters (default)\n"
+		"  stats      port, per-lcore and total counters\n"
+		"  neigh      the neighbour (ARP) table\n"
+		"  help       the commands this daemon serves\n"
+		"\n"
+		"Options:\n"
+		"  -s, --socket PATH   control socket (default: $QD_CTL_SOCKET, else\n"
+		"                      " QD_CTL_SOCKET_DEFAULT ")\n"
+		"  -j, --json          print the reply's data as JSON instead of tables\n"
+		"  -t, --timeout MS    give up after MS milliseconds (default 5000)\n"
+		"  -V, --version       print the version and exit\n"
+		"  -h, --help          print this help and exit\n"
+		"\n"
+		"Exit status: 0 ok, 1 the daemon refused the request, 2 bad usage,\n"
+		"3 the daemon could not be reached or sent a malformed reply.\n");
+}
+
+static int
+remaining_ms(const struct timespec *deadline)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	long ms = (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
+	return ms < 0 ? 0 : (int)ms;
+}
+
+/* Send <req> and read one reply line into a new buffer. NULL with <err> set on failure. */
+static char *
+call(const char *path, const char *req, int timeout_ms, char *err, size_t err_len)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, err_len, "socket path too long: %s", path);
+		return NULL;
+	}
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		snprintf(err, err_len, "cannot connect to %s: %s%s", path, strerror(errno),
+			 errno == ENOENT || errno == ECONNREFUSED ? " (is qdispatchd running?)"
+			 : errno == EACCES			  ? " (root only by default)"
+								  : "");
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	struct timespec deadline;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	size_t len = strlen(req);
+	if (send(fd, req, len, MSG_NOSIGNAL) != (ssize_t)len) {
+		snprintf(err, err_len, "send to %s: %s", path, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	size_t cap = 65536, used = 0;
+	char *buf = malloc(cap);
+	while (buf != NULL) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int pr = poll(&pfd, 1, remaining_ms(&deadline));
+		if (pr <= 0) {
+			snprintf(err, err_len, "no reply from %s within %d ms", path, timeout_ms);
+			break;
+		}
+		if (used + 1 == cap) {
+			if (cap >= QD_CTL_REPLY_MAX) {
+				snprintf(err, err_len, "reply larger than %u bytes", QD_CTL_REPLY_MAX);
+				break;
+			}
+			char *bigger = realloc(buf, cap * 2);
+			if (bigger == NULL)
+				break;
+			buf = bigger;
+			cap *= 2;
+		}
+		ssize_t n = recv(fd, buf + used, cap - used - 1, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			buf[used] = '\0';
+			if (used > 0 && memchr(buf, '\n', used) != NULL) {
+				close(fd);
+				return buf;
+			}
+			snprintf(err, err_len, "%s closed the connection without a reply (not "
+				 "allowed to use it?)", path);
+			break;
+		}
+		used += (size_t)n;
+		if (memchr(buf + used - (size_t)n, '\n', (size_t)n) != NULL) {
+			buf[used] = '\0';
+			close(fd);
+			return buf;
+		}
+	}
+	free(buf);
+	close(fd);
+	return NULL;
+}
+
+static long long
+num(const json_t *o, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(o, key));
+}
+
+static const char *
+str(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	return s != NULL ? s : "-";
+}
+
+static void
+print_counters_row(const char *label, const json_t *c)
+{
+	long long loops = num(c, "loops"), busy = num(c, "busy_loops");
+	printf("%-6s %12lld %12lld %9lld %9lld %9lld %9lld %9lld %6.1f%% %10lld\n", label,
+	       num(c, "rx_packets"), num(c, "tx_packets"),
+	       num(c, "arp_requests_in") + num(c, "arp_replies_in"),
+	       num(c, "arp_replies_out") + num(c, "arp_requests_out") + num(c, "garp_out"),
+	       num(c, "icmp_echo_in"), num(c, "icmp_echo_out"), num(c, "drops_total"),
+	       loops > 0 ? 100.0 * (double)busy / (double)loops : 0.0, num(c, "idle_sleeps"));
+}
+
+static void
+print_stats(const json_t *d)
+{
+	const json_t *p = json_object_get(d, "port");
+	printf("port   %s (%s)  mac %s  ip %s  mtu %lld  queues %lld  rss %s\n", str(p, "name"),
+	       str(p, "driver"), str(p, "mac"), str(p, "ip"), num(p, "mtu"), num(p, "queues"),
+	       json_is_true(json_object_get(p, "rss")) ? "on" : "off");
+	printf("       rx %lld pkts %lld B  tx %lld pkts %lld B  missed %lld  errors rx %lld tx "
+	       "%lld  nombuf %lld\n\n",
+	       num(p, "rx_packets"), num(p, "rx_bytes"), num(p, "tx_packets"), num(p, "tx_bytes"),
+	       num(p, "rx_missed"), num(p, "rx_errors"), num(p, "tx_errors"), num(p, "rx_nombuf"));
+	printf("%-6s %12s %12s %9s %9s %9s %9s %9s %7s %10s\n", "lcore", "rx_pkts", "tx_pkts",
+	       "arp_in", "arp_out", "echo_in", "echo_out", "drops", "busy", "sleeps");
+	size_t i;
+	const json_t *l;
+	json_array_foreach(json_object_get(d, "lcores"), i, l) {
+		char label[16];
+		snprintf(label, sizeof(label), "%lld", num(l, "lcore"));
+		print_counters_row(label, l);
+	}
+	const json_t *t = json_object_get(d, "totals");
+	print_counters_row("total", t);
+	const char *key;
+	const json_t *v;
+	bool any = false;
+	json_object_foreach((json_t *)json_object_get(t, "drops"), key, v) {
+		if (json_integer_value(v) == 0)
+			continue;
+		printf("%s %s %lld", any ? "," : "\ndrops:", key, (long long)json_integer_value(v));
+		any = true;
+	}
+	if (any)
+		printf("\n");
+}
+
+static void
+print_status(const json_t *d)
+{
+	printf("qdispatchd %s  pid %lld  up %llds  workers %lld  idle %s  hugepages %s  log %s\n",
+	       str(d, "version"), num(d, "pid"), num(d, "uptime_s"), num(d, "workers"),
+	       json_is_true(json_object_get(d, "idle")) ? "on" : "off",
+	       json_is_true(json_object_get(d, "hugepages")) ? "yes" : "no", str(d, "log_level"));
+	printf("config %s\n", str(d, "config"));
+	printf("vips  ");
+	size_t i;
+	const json_t *v;
+	json_array_foreach(json_object_get(d, "vips"), i, v)
+		printf(" %s", json_string_value(v));
+	printf("  (port %lld)\ncoordinators", num(d, "listen_port"));
+	json_array_foreach(json_object_get(d, "coordinators"), i, v)
+		printf(" %s", json_string_value(v));
+	printf("\nneighbours %lld\n\n", num(d, "neigh_entries"));
+	print_stats(d);
+}
+
+static void
+print_neigh(const json_t *d)
+{
+	printf("%-16s %-18s %-11s %-7s %7s %10s\n", "address", "mac", "state", "pinned",
+	       "probes", "age_ms");
+	size_t i;
+	const json_t *e;
+	json_array_foreach(json_object_get(d, "entries"), i, e) {
+		printf("%-16s %-18s %-11s %-7s %7lld %10lld\n", str(e, "ip"), str(e, "mac"),
+		       str(e, "state"), json_is_true(json_object_get(e, "pinned")) ? "yes" : "no",
+		       num(e, "probes"), num(e, "age_ms"));
+	}
+	printf("%lld of %lld entries\n", num(d, "count"), num(d, "capacity"));
+}
+
+static void
+print_help(const json_t *d)
+{
+	size_t i;
+	const json_t *c;
+	json_array_foreach(json_object_get(d, "commands"), i, c)
+		printf("  %-10s %s\n", str(c, "name"), str(c, "help"));
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longs[] = {
+		{"socket", required_argument, NULL, 's'},
+		{"json", no_argument, NULL, 'j'},
+		{"timeout", required_argument, NULL, 't'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *path = getenv("QD_CTL_SOCKET");
+	if (path == NULL || path[0] == '\0')
+		path = QD_CTL_SOCKET_DEFAULT;
+	bool json_out = false;
+	int timeout_ms = 5000;
+	int c;
+	while ((c = getopt_long(argc, argv, "s:jt:Vh", longs, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			path = optarg;
+			break;
+		case 'j':
+			json_out = true;
+			break;
+		case 't': {
+			char *end = NULL;
+			long v = strtol(optarg, &end, 10);
+			if (*end != '\0' || v < 1 || v > 600000) {
+				fprintf(stderr, "qdctl: --timeout: '%s' is not 1..600000 ms\n", optarg);
+				return EXIT_USAGE;
+			}
+			timeout_ms = (int)v;
+			break;
+		}
+		case 'V':
+			printf("qdctl %s\n", QD_VERSION);
+			return EXIT_OK;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	const char *cmd = optind < argc ? argv[optind] : "status";
+	if (optind + 1 < argc) {
+		fprintf(stderr, "qdctl: unexpected argument '%s'\n", argv[optind + 1]);
+		return EXIT_USAGE;
+	}
+	static const char *const known[] = {"status", "stats", "neigh", "help"};
+	bool ok = false;
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		ok = ok || strcmp(cmd, known[i]) == 0;
+	if (!ok) {
+		fprintf(stderr, "qdctl: unknown command '%s'\n", cmd);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+
+	json_t *req = json_pack("{s:i, s:s}", "v", QD_CTL_PROTO_VERSION, "cmd", cmd);
+	char *req_s = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	char line[QD_CTL_REQUEST_MAX];
+	snprintf(line, sizeof(line), "%s\n", req_s);
+	free(req_s);
+
+	char err[512];
+	char *reply_s = call(path, line, timeout_ms, err, sizeof(err));
+	if (reply_s == NULL) {
+		fprintf(stderr, "qdctl: %s\n", err);
+		return EXIT_UNREACHABLE;
+	}
+	json_error_t jerr;
+	json_t *reply = json_loads(reply_s, JSON_DISABLE_EOF_CHECK, &jerr);
+	free(reply_s);
+	if (!json_is_object(reply)) {
+		fprintf(stderr, "qdctl: malformed reply: %s\n", jerr.text);
+		json_decref(reply);
+		return EXIT_UNREACHABLE;
+	}
+	if (!json_is_true(json_object_get(reply, "ok"))) {
+		fprintf(stderr, "qdctl: %s: %s\n", cmd, str(reply, "error"));
+		json_decref(reply);
+		return EXIT_FAILED;
+	}
+	const json_t *data = json_object_get(reply, "data");
+	if (json_out) {
+		json_dumpf(data, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		printf("\n");
+	} else if (strcmp(cmd, "status") == 0) {
+		print_status(data);
+	} else if (strcmp(cmd, "stats") == 0) {
+		print_stats(data);
+	} else if (strcmp(cmd, "neigh") == 0) {
+		print_neigh(data);
+	} else {
+		print_help(data);
+	}
+	json_decref(reply);
+	return EXIT_OK;
+}

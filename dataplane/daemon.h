@@ -1,0 +1,66 @@
+/*
+ * The state of one qdispatchd process, owned by main() and handed by pointer
+ * to whoever needs it (the control handlers, the main-lcore loop). Workers
+ * never see this struct: they get their own qd_worker and talk to the main
+ * lcore over rings.
+ */
+#ifndef QD_DAEMON_H
+#define QD_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_mempool.h>
+#include <rte_ring.h>
+
+#include "config.h"
+#include "ctl_server.h"
+#include "iface.h"
+#include "neigh.h"
+#include "port.h"
+#include "worker.h"
+
+#define QD_NEIGH_ACTIONS_MAX 64 /* probes sent per main-lcore tick */
+
+/* Counters of the main lcore (single writer: itself). */
+struct qd_main_stats {
+	uint64_t events_handled;
+	uint64_t neigh_learned;
+	uint64_t neigh_full;
+	uint64_t mailbox_full;
+	uint64_t garp_rounds;
+};
+
+struct qd_daemon {
+	struct qd_config cfg;
+	const char *config_path;
+	bool no_huge;
+	uint64_t start_ms;
+	struct qd_port port;
+	struct qd_iface iface;
+	struct rte_mempool *pool;
+	struct rte_ring *events;
+	struct rte_ring *mailboxes[QD_CONFIG_WORKERS_MAX];
+	struct qd_worker *workers[QD_CONFIG_WORKERS_MAX];
+	unsigned int workers_count;
+	bool stop; /* written by the main lcore with release, read by workers with acquire */
+	struct qd_neigh_table neigh; /* master */
+	struct qd_neigh_timing neigh_timing;
+	uint64_t next_neigh_tick_ms;
+	uint64_t next_garp_ms;
+	struct qd_ctl_server ctl;
+	struct qd_main_stats stats;
+};
+
+/* Monotonic milliseconds. */
+uint64_t qd_daemon_now_ms(void);
+
+/* One pass of the main lcore's duties besides the control socket: drain worker events,
+ * run neighbour timers, publish replica changes, send gratuitous ARP when due. */
+void qd_daemon_service(struct qd_daemon *d, uint64_t now_ms);
+
+/* The control commands qdispatchd serves. */
+extern const struct qd_ctl_command qd_daemon_commands[];
+extern const unsigned int qd_daemon_commands_count;
+
+#endif /* QD_DAEMON_H */

@@ -1,0 +1,335 @@
+/*
+ * qdispatchd: the appliance.
+ *
+ * main() reads the config, starts EAL, opens the port, gives every worker
+ * lcore its queue pair and mailbox, and then becomes the main lcore's loop:
+ * control socket, neighbour timers, gratuitous ARP. The only file-scope
+ * mutable state of the daemon is the signal flag below, as a signal handler
+ * can reach nothing else.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "qd_build.h"
+
+#define DEFAULT_CONFIG "/etc/qdispatch/qdispatchd.conf"
+#define MAIN_POLL_MS 10
+#define MBUF_CACHE 256u
+
+enum exit_code {
+	EXIT_OK = 0,
+	EXIT_CONFIG = 1,
+	EXIT_USAGE = 2,
+	EXIT_START = 3,
+};
+
+static volatile sig_atomic_t signal_seen;
+
+static void
+on_signal(int sig)
+{
+	signal_seen = sig;
+}
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: qdispatchd [-c FILE] [--check] [-- EAL-OPTIONS...]\n"
+		"\n"
+		"qdispatchd is a kernel-bypass query dispatcher for Trino, Presto and openLooKeng\n"
+		"coordinators. It owns one DPDK port, answers ARP and ICMP echo for its\n"
+		"addresses, and serves a control socket for qdctl(1).\n"
+		"\n"
+		"Options:\n"
+		"  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ");\n"
+		"                      every key is described in docs/configuration.md\n"
+		"      --check         validate the configuration and exit: 0 when valid,\n"
+		"                      1 with 'FILE:LINE: reason' on stderr otherwise\n"
+		"  -V, --version       print the version and exit\n"
+		"  -h, --help          print this help and exit\n"
+		"\n"
+		"Arguments after '--' are passed to DPDK's EAL after the ones qdispatchd derives\n"
+		"from the configuration (lcores, memory, device), e.g. --log-level=qd.dp:debug.\n"
+		"\n"
+		"Signals: SIGTERM and SIGINT stop the daemon cleanly.\n"
+		"Exit status: 0 clean stop, 1 bad configuration, 2 bad usage, 3 start-up failure.\n");
+}
+
+struct options {
+	const char *config;
+	bool check;
+	int eal_argc;
+	char **eal_argv;
+};
+
+static int
+parse_options(int argc, char **argv, struct options *o)
+{
+	static const struct option longs[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check", no_argument, NULL, 'k'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	o->config = DEFAULT_CONFIG;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:Vh", longs, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 'k':
+			o->check = true;
+			break;
+		case 'V':
+			printf("qdispatchd %s\n", QD_VERSION);
+			exit(EXIT_OK);
+		case 'h':
+			usage(stdout);
+			exit(EXIT_OK);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	o->eal_argc = argc - optind;
+	o->eal_argv = argv + optind;
+	return 0;
+}
+
+static int
+make_rings(struct qd_daemon *d, char *err, size_t err_len)
+{
+	d->events = rte_ring_create_elem("qd_events", sizeof(struct qd_msg), QD_EVENTS_SIZE,
+					 (int)rte_socket_id(), RING_F_SC_DEQ);
+	if (d->events == NULL) {
+		snprintf(err, err_len, "events ring: %s", rte_strerror(rte_errno));
+		return -ENOMEM;
+	}
+	for (unsigned int i = 0; i < d->workers_count; i++) {
+		char name[RTE_RING_NAMESIZE];
+		snprintf(name, sizeof(name), "qd_mbox_%u", i);
+		d->mailboxes[i] = rte_ring_create_elem(name, sizeof(struct qd_msg),
+						       QD_MAILBOX_SIZE, (int)rte_socket_id(),
+						       RING_F_SP_ENQ | RING_F_SC_DEQ);
+		if (d->mailboxes[i] == NULL) {
+			snprintf(err, err_len, "mailbox ring: %s", rte_strerror(rte_errno));
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static int
+make_workers(struct qd_daemon *d, char *err, size_t err_len)
+{
+	unsigned int i = 0, lcore;
+	RTE_LCORE_FOREACH_WORKER(lcore) {
+		struct qd_worker_conf wc = {
+			.lcore_id = lcore,
+			.port_id = d->port.port_id,
+			.queue_id = (uint16_t)i,
+			.burst = d->cfg.burst,
+			.idle = d->cfg.idle,
+			.idle_after_us = d->cfg.idle_after_us,
+			.idle_sleep_max_us = d->cfg.idle_sleep_max_us,
+			.neigh_capacity = d->cfg.neigh_capacity,
+		};
+		d->workers[i] = qd_worker_create(&wc, &d->iface, d->pool, d->mailboxes[i], d->events,
+						 &d->stop, true);
+		if (d->workers[i] == NULL) {
+			snprintf(err, err_len, "worker on lcore %u: %s", lcore, strerror(errno));
+			return -ENOMEM;
+		}
+		i++;
+	}
+	return 0;
+}
+
+static int
+start_neigh(struct qd_daemon *d, char *err, size_t err_len)
+{
+	int rc = qd_neigh_table_init(&d->neigh, d->cfg.neigh_capacity);
+	if (rc != 0) {
+		snprintf(err, err_len, "neighbour table: %s", strerror(-rc));
+		return rc;
+	}
+	d->neigh_timing = (struct qd_neigh_timing){
+		.reachable_ms = (uint64_t)d->cfg.neigh_reachable_s * 1000,
+		.retry_ms = d->cfg.neigh_retry_ms,
+		.probes = d->cfg.neigh_probes,
+	};
+	uint64_t now = qd_daemon_now_ms();
+	/* Next hops we will need: coordinators and the gateway, resolved up front. */
+	for (unsigned int i = 0; i < d->cfg.coordinators_count && rc == 0; i++)
+		rc = qd_neigh_want(&d->neigh, d->cfg.coordinators[i].addr_be, true, now);
+	if (rc == 0 && d->cfg.port_gateway_be != 0)
+		rc = qd_neigh_want(&d->neigh, d->cfg.port_gateway_be, true, now);
+	if (rc != 0)
+		snprintf(err, err_len, "neighbour table: %s", strerror(-rc));
+	return rc;
+}
+
+static int
+start_control(struct qd_daemon *d, char *err, size_t err_len)
+{
+	struct qd_ctl_server_conf cc = {
+		.path = d->cfg.control_socket,
+		.mode = d->cfg.control_mode,
+		.group = d->cfg.control_group,
+		.clients_max = d->cfg.control_clients_max,
+		.commands = qd_daemon_commands,
+		.commands_count = qd_daemon_commands_count,
+		.ctx = d,
+	};
+	return qd_ctl_server_open(&d->ctl, &cc, err, err_len);
+}
+
+/* Everything after EAL, in order; qd_daemon_stop() undoes what was done. */
+static int
+start(struct qd_daemon *d, char *err, size_t err_len)
+{
+	unsigned int lcores = rte_lcore_count();
+	if (lcores != d->cfg.workers + 1) {
+		snprintf(err, err_len, "EAL has %u lcores; lcore.workers = %u needs %u (main + "
+			 "workers): fix lcore.list", lcores, d->cfg.workers, d->cfg.workers + 1);
+		return -EINVAL;
+	}
+	d->workers_count = d->cfg.workers;
+	unsigned int cache = RTE_MIN(MBUF_CACHE, d->cfg.mbufs / 2);
+	d->pool = rte_pktmbuf_pool_create("qd_mbufs", d->cfg.mbufs, cache, 0,
+					  RTE_MBUF_DEFAULT_BUF_SIZE, (int)rte_socket_id());
+	if (d->pool == NULL) {
+		snprintf(err, err_len, "mbuf pool of %u: %s (raise eal.memory_mb)", d->cfg.mbufs,
+			 rte_strerror(rte_errno));
+		return -ENOMEM;
+	}
+	int rc = qd_port_open(&d->port, &d->cfg, d->pool, (uint16_t)d->workers_count, err,
+			      err_len);
+	if (rc != 0)
+		return rc;
+	d->iface.mac = d->port.mac;
+	d->iface.ip_be = d->cfg.port_ip.addr_be;
+	d->iface.prefix_len = d->cfg.port_ip.prefix_len;
+	memcpy(d->iface.vips_be, d->cfg.vips_be, sizeof(d->iface.vips_be));
+	d->iface.vips_count = d->cfg.vips_count;
+	if ((rc = make_rings(d, err, err_len)) != 0 || (rc = make_workers(d, err, err_len)) != 0 ||
+	    (rc = start_neigh(d, err, err_len)) != 0 || (rc = start_control(d, err, err_len)) != 0)
+		return rc;
+	for (unsigned int i = 0; i < d->workers_count; i++) {
+		rc = rte_eal_remote_launch(qd_worker_main, d->workers[i], d->workers[i]->conf.lcore_id);
+		if (rc != 0) {
+			snprintf(err, err_len, "launch lcore %u: %s", d->workers[i]->conf.lcore_id,
+				 rte_strerror(-rc));
+			return rc;
+		}
+	}
+	d->next_garp_ms = 0; /* announce at once */
+	return 0;
+}
+
+static void
+stop(struct qd_daemon *d)
+{
+	__atomic_store_n(&d->stop, true, __ATOMIC_RELEASE);
+	rte_eal_mp_wait_lcore();
+	qd_ctl_server_close(&d->ctl);
+	qd_port_close(&d->port);
+	for (unsigned int i = 0; i < d->workers_count; i++) {
+		qd_worker_destroy(d->workers[i]);
+		rte_ring_free(d->mailboxes[i]);
+	}
+	rte_ring_free(d->events);
+	qd_neigh_table_free(&d->neigh);
+	rte_mempool_free(d->pool);
+}
+
+static void
+run(struct qd_daemon *d)
+{
+	QD_LOG(NOTICE, main, "qdispatchd %s running: %u worker(s), control socket %s", QD_VERSION,
+	       d->workers_count, d->cfg.control_socket);
+	while (signal_seen == 0) {
+		uint64_t now = qd_daemon_now_ms();
+		int rc = qd_ctl_server_poll(&d->ctl, MAIN_POLL_MS, now);
+		if (rc < 0) {
+			QD_LOG(ERR, main, "control socket: %s; stopping", strerror(-rc));
+			break;
+		}
+		qd_daemon_service(d, qd_daemon_now_ms());
+	}
+	if (signal_seen != 0)
+		QD_LOG(NOTICE, main, "signal %d: stopping", (int)signal_seen);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct options opts = {0};
+	if (parse_options(argc, argv, &opts) != 0)
+		return EXIT_USAGE;
+
+	static struct qd_daemon daemon; /* large: keep it off the stack */
+	struct qd_daemon *d = &daemon;
+	char err[QD_CONFIG_ERR_MAX];
+	qd_config_defaults(&d->cfg);
+	if (qd_config_load(&d->cfg, opts.config, err, sizeof(err)) != 0) {
+		fprintf(stderr, "qdispatchd: %s\n", err);
+		return EXIT_CONFIG;
+	}
+	if (opts.check) {
+		printf("%s: OK\n", opts.config);
+		return EXIT_OK;
+	}
+	d->config_path = opts.config;
+	d->start_ms = qd_daemon_now_ms();
+
+	struct qd_eal_args eal;
+	if (qd_port_eal_args(&eal, argv[0], &d->cfg, opts.eal_argc, opts.eal_argv, err,
+			     sizeof(err)) != 0) {
+		fprintf(stderr, "qdispatchd: %s\n", err);
+		return EXIT_USAGE;
+	}
+	d->no_huge = eal.no_huge;
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (rte_eal_init(eal.argc, eal.argv) < 0) {
+		fprintf(stderr, "qdispatchd: EAL initialisation failed: %s\n",
+			rte_strerror(rte_errno));
+		return EXIT_START;
+	}
+	rte_log_set_level_pattern("qd.*", d->cfg.log_level);
+	QD_LOG(INFO, main, "EAL up: %u lcores, %s", rte_lcore_count(),
+	       d->no_huge ? "no hugepages" : "hugepages");
+
+	int status = EXIT_OK;
+	if (start(d, err, sizeof(err)) != 0) {
+		QD_LOG(ERR, main, "start-up failed: %s", err);
+		fprintf(stderr, "qdispatchd: %s\n", err);
+		status = EXIT_START;
+	} else {
+		run(d);
+	}
+	stop(d);
+	rte_eal_cleanup();
+	QD_LOG(NOTICE, main, "stopped");
+	return status;
+}

@@ -1,0 +1,324 @@
+/*
+ * Worker lcore loop and packet input (see worker.h).
+ *
+ * Everything a frame needs is decided here in one pass and the frame leaves
+ * the function either queued for TX or freed, with the reason counted. ARP
+ * answers and ICMP echo replies are written over the request, so the common
+ * path allocates nothing; only requests we originate (resolution, gratuitous
+ * ARP) take an mbuf from the pool.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include <rte_arp.h>
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_log.h>
+#include <rte_malloc.h>
+#include <rte_prefetch.h>
+
+#include "arp.h"
+#include "ipv4.h"
+#include "log.h"
+
+static inline void
+drop(struct qd_worker *w, struct rte_mbuf *m, enum qd_drop_reason reason)
+{
+	qd_stat_add(&w->stats.drops[reason], 1);
+	rte_pktmbuf_free(m);
+}
+
+static void
+txq_push(struct qd_worker *w, struct rte_mbuf *m)
+{
+	if (w->txq.count == QD_TXQ_MAX)
+		qd_worker_flush(w);
+	if (w->txq.count == QD_TXQ_MAX) {
+		/* No port to drain into (unit tests): refuse rather than overrun. */
+		qd_stat_add(&w->stats.tx_dropped, 1);
+		rte_pktmbuf_free(m);
+		return;
+	}
+	w->txq.pkts[w->txq.count++] = m;
+}
+
+void
+qd_worker_flush(struct qd_worker *w)
+{
+	uint16_t n = w->txq.count;
+	if (n == 0 || !w->has_port)
+		return;
+	uint64_t bytes[QD_TXQ_MAX];
+	for (uint16_t i = 0; i < n; i++)
+		bytes[i] = rte_pktmbuf_pkt_len(w->txq.pkts[i]);
+	uint16_t sent = rte_eth_tx_burst(w->conf.port_id, w->conf.queue_id, w->txq.pkts, n);
+	uint64_t sent_bytes = 0;
+	for (uint16_t i = 0; i < sent; i++)
+		sent_bytes += bytes[i];
+	for (uint16_t i = sent; i < n; i++)
+		rte_pktmbuf_free(w->txq.pkts[i]);
+	qd_stat_add(&w->stats.tx_packets, sent);
+	qd_stat_add(&w->stats.tx_bytes, sent_bytes);
+	if (sent < n)
+		qd_stat_add(&w->stats.tx_dropped, (uint64_t)(n - sent));
+	w->txq.count = 0;
+}
+
+static void
+report_learn(struct qd_worker *w, const struct qd_arp_view *v, bool addressed_to_us)
+{
+	struct qd_msg msg = {
+		.type = QD_MSG_NEIGH_LEARN,
+		.ip_be = v->sip_be,
+		.lcore = (uint16_t)w->conf.lcore_id,
+		.arg = addressed_to_us ? 1 : 0,
+	};
+	memcpy(msg.mac, v->sha.addr_bytes, sizeof(msg.mac));
+	if (w->events == NULL || rte_ring_enqueue_elem(w->events, &msg, sizeof(msg)) != 0) {
+		qd_stat_add(&w->stats.events_full, 1);
+		return;
+	}
+	qd_stat_add(&w->stats.events_out, 1);
+}
+
+static void
+arp_input(struct qd_worker *w, struct rte_mbuf *m)
+{
+	struct qd_arp_view v;
+	enum qd_drop_reason reason;
+	if (qd_arp_parse(m, &v, &reason) != 0) {
+		drop(w, m, reason);
+		return;
+	}
+	if (v.op == RTE_ARP_OP_REQUEST)
+		qd_stat_add(&w->stats.arp_requests_in, 1);
+	else
+		qd_stat_add(&w->stats.arp_replies_in, 1);
+
+	if (!qd_iface_owns(w->iface, v.tip_be)) {
+		/* A gratuitous announcement refreshes a neighbour we already track. */
+		if (v.sip_be == v.tip_be && v.sip_be != 0)
+			report_learn(w, &v, false);
+		drop(w, m, QD_DROP_arp_not_ours);
+		return;
+	}
+	/* sip 0 is an RFC 5227 probe: answer it, learn nothing. */
+	if (v.sip_be != 0 && !qd_iface_owns(w->iface, v.sip_be))
+		report_learn(w, &v, true);
+	if (v.op == RTE_ARP_OP_REQUEST) {
+		qd_arp_make_reply(m, &v, &w->iface->mac);
+		txq_push(w, m);
+		qd_stat_add(&w->stats.arp_replies_out, 1);
+		return;
+	}
+	rte_pktmbuf_free(m);
+}
+
+static void
+ipv4_input(struct qd_worker *w, struct rte_mbuf *m)
+{
+	struct rte_ipv4_hdr *ip;
+	enum qd_drop_reason reason;
+	if (qd_ipv4_check(m, &ip, &reason) != 0) {
+		drop(w, m, reason);
+		return;
+	}
+	if (!qd_iface_owns(w->iface, ip->dst_addr)) {
+		drop(w, m, QD_DROP_ip_not_ours);
+		return;
+	}
+	switch (ip->next_proto_id) {
+	case IPPROTO_ICMP:
+		if (qd_icmp_echo_reply(m, ip, &w->iface->mac, &reason) != 0) {
+			drop(w, m, reason);
+			return;
+		}
+		qd_stat_add(&w->stats.icmp_echo_in, 1);
+		txq_push(w, m);
+		qd_stat_add(&w->stats.icmp_echo_out, 1);
+		return;
+	default:
+		drop(w, m, QD_DROP_ip_proto);
+		return;
+	}
+}
+
+void
+qd_worker_input(struct qd_worker *w, struct rte_mbuf *m)
+{
+	qd_stat_add(&w->stats.rx_packets, 1);
+	qd_stat_add(&w->stats.rx_bytes, rte_pktmbuf_pkt_len(m));
+	if (unlikely(m->nb_segs != 1)) {
+		drop(w, m, QD_DROP_multiseg);
+		return;
+	}
+	if (unlikely(rte_pktmbuf_data_len(m) < sizeof(struct rte_ether_hdr))) {
+		drop(w, m, QD_DROP_runt);
+		return;
+	}
+	const struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, const struct rte_ether_hdr *);
+	if (!rte_is_same_ether_addr(&eth->dst_addr, &w->iface->mac) &&
+	    !rte_is_broadcast_ether_addr(&eth->dst_addr)) {
+		drop(w, m, QD_DROP_other_mac);
+		return;
+	}
+	switch (eth->ether_type) {
+	case RTE_BE16(RTE_ETHER_TYPE_IPV4):
+		ipv4_input(w, m);
+		return;
+	case RTE_BE16(RTE_ETHER_TYPE_ARP):
+		arp_input(w, m);
+		return;
+	default:
+		drop(w, m, QD_DROP_ethertype);
+		return;
+	}
+}
+
+static void
+send_arp_request(struct qd_worker *w, uint32_t sip_be, uint32_t tip_be, uint64_t *counter)
+{
+	struct rte_mbuf *m = qd_arp_build_request(w->pool, &w->iface->mac, sip_be, tip_be);
+	if (m == NULL) {
+		qd_stat_add(&w->stats.drops[QD_DROP_no_mbuf], 1);
+		return;
+	}
+	txq_push(w, m);
+	qd_stat_add(counter, 1);
+}
+
+void
+qd_worker_handle_msg(struct qd_worker *w, const struct qd_msg *msg)
+{
+	qd_stat_add(&w->stats.mailbox_in, 1);
+	switch ((enum qd_msg_type)msg->type) {
+	case QD_MSG_NEIGH_SET:
+		if (qd_neigh_replica_set(&w->neigh, msg->ip_be, msg->mac,
+					 (enum qd_neigh_state)msg->state) != 0)
+			QD_LOG(WARNING, dp, "lcore %u: neighbour replica full",
+				w->conf.lcore_id);
+		return;
+	case QD_MSG_TX_ARP_REQUEST:
+		send_arp_request(w, w->iface->ip_be, msg->ip_be, &w->stats.arp_requests_out);
+		return;
+	case QD_MSG_TX_GARP:
+		send_arp_request(w, msg->ip_be, msg->ip_be, &w->stats.garp_out);
+		return;
+	case QD_MSG_NEIGH_LEARN:
+		break;
+	}
+	QD_LOG(ERR, dp, "lcore %u: unexpected message type %u", w->conf.lcore_id,
+		msg->type);
+}
+
+struct qd_worker *
+qd_worker_create(const struct qd_worker_conf *conf, const struct qd_iface *iface,
+		 struct rte_mempool *pool, struct rte_ring *mailbox, struct rte_ring *events,
+		 const bool *stop, bool has_port)
+{
+	if (conf->burst == 0 || conf->burst > QD_BURST_MAX || iface == NULL || pool == NULL ||
+	    stop == NULL) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct qd_worker *w = rte_zmalloc_socket("qd_worker", sizeof(*w), RTE_CACHE_LINE_SIZE,
+						 (int)rte_lcore_to_socket_id(conf->lcore_id));
+	if (w == NULL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	w->conf = *conf;
+	w->iface = iface;
+	w->pool = pool;
+	w->mailbox = mailbox;
+	w->events = events;
+	w->stop = stop;
+	w->has_port = has_port;
+	int rc = qd_neigh_table_init(&w->neigh, conf->neigh_capacity);
+	if (rc != 0) {
+		rte_free(w);
+		errno = -rc;
+		return NULL;
+	}
+	return w;
+}
+
+void
+qd_worker_destroy(struct qd_worker *w)
+{
+	if (w == NULL)
+		return;
+	for (uint16_t i = 0; i < w->txq.count; i++)
+		rte_pktmbuf_free(w->txq.pkts[i]);
+	qd_neigh_table_free(&w->neigh);
+	rte_free(w);
+}
+
+static unsigned int
+drain_mailbox(struct qd_worker *w)
+{
+	struct qd_msg msgs[QD_MAILBOX_BURST];
+	unsigned int n = rte_ring_dequeue_burst_elem(w->mailbox, msgs, sizeof(msgs[0]),
+						     QD_MAILBOX_BURST, NULL);
+	for (unsigned int i = 0; i < n; i++)
+		qd_worker_handle_msg(w, &msgs[i]);
+	return n;
+}
+
+static void
+idle_sleep(struct qd_worker *w)
+{
+	/* Exponential back-off: the first sleeps are short so a burst that
+	 * arrives right after the lull waits little; a long lull costs ~nothing. */
+	if (w->sleep_us == 0)
+		w->sleep_us = QD_IDLE_SLEEP_MIN_US;
+	else if (w->sleep_us < w->conf.idle_sleep_max_us)
+		w->sleep_us = RTE_MIN(w->sleep_us * 2, w->conf.idle_sleep_max_us);
+	rte_delay_us_sleep(w->sleep_us);
+	qd_stat_add(&w->stats.idle_sleeps, 1);
+	qd_stat_add(&w->stats.idle_sleep_us, w->sleep_us);
+}
+
+int
+qd_worker_main(void *arg)
+{
+	struct qd_worker *w = arg;
+	struct rte_mbuf *pkts[QD_BURST_MAX];
+	const uint64_t hz = rte_get_tsc_hz();
+	const uint64_t idle_after = hz / 1000000 * w->conf.idle_after_us;
+	const uint64_t slow = hz / 1000000 * QD_SLOW_LOOP_US;
+
+	QD_LOG(INFO, dp, "lcore %u: worker up on port %u queue %u (idle %s)",
+		w->conf.lcore_id, w->conf.port_id, w->conf.queue_id, w->conf.idle ? "on" : "off");
+	w->last_work_tsc = rte_rdtsc();
+	while (!__atomic_load_n(w->stop, __ATOMIC_ACQUIRE)) {
+		uint64_t start = rte_rdtsc();
+		uint16_t n = rte_eth_rx_burst(w->conf.port_id, w->conf.queue_id, pkts,
+					      w->conf.burst);
+		for (uint16_t i = 0; i < n; i++) {
+			if (i + 1 < n)
+				rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
+			qd_worker_input(w, pkts[i]);
+		}
+		unsigned int msgs = drain_mailbox(w);
+		qd_worker_flush(w);
+		qd_stat_add(&w->stats.loops, 1);
+		if (n + msgs > 0) {
+			uint64_t end = rte_rdtsc();
+			qd_stat_add(&w->stats.busy_loops, 1);
+			qd_stat_add(&w->stats.busy_cycles, end - start);
+			if (end - start > slow)
+				qd_stat_add(&w->stats.slow_loops, 1);
+			w->last_work_tsc = end;
+			w->sleep_us = 0;
+		} else if (w->conf.idle && start - w->last_work_tsc > idle_after) {
+			idle_sleep(w);
+		}
+	}
+	qd_worker_flush(w);
+	QD_LOG(INFO, dp, "lcore %u: worker stopped", w->conf.lcore_id);
+	return 0;
+}

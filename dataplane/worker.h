@@ -1,0 +1,80 @@
+/*
+ * A worker lcore: one RX/TX queue pair of the port, its own counters, its
+ * own neighbour replica, a mailbox from the main lcore. The loop is DPDK
+ * run-to-completion (examples/l3fwd shape): read a burst, handle every packet
+ * to the end, send what was produced, drain the mailbox, and when nothing has
+ * happened for a while back off into short sleeps (examples/l3fwd-power) so
+ * that idle dispatchers leave the CPU to others.
+ */
+#ifndef QD_WORKER_H
+#define QD_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_common.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "iface.h"
+#include "lcore_stats.h"
+#include "msg.h"
+#include "neigh.h"
+
+#define QD_BURST_MAX 64
+#define QD_TXQ_MAX (2 * QD_BURST_MAX)
+#define QD_IDLE_SLEEP_MIN_US 10
+#define QD_SLOW_LOOP_US 1000 /* an iteration longer than this is counted as slow */
+
+struct qd_worker_conf {
+	unsigned int lcore_id;
+	uint16_t port_id;
+	uint16_t queue_id;
+	uint16_t burst;
+	bool idle;
+	uint32_t idle_after_us;
+	uint32_t idle_sleep_max_us;
+	uint32_t neigh_capacity;
+};
+
+/* Packets produced during one iteration, sent in one burst at its end. */
+struct qd_txq {
+	uint16_t count;
+	struct rte_mbuf *pkts[QD_TXQ_MAX];
+};
+
+struct qd_worker {
+	struct qd_worker_conf conf;
+	const struct qd_iface *iface;   /* shared, read-only after start */
+	struct rte_mempool *pool;
+	struct rte_ring *mailbox;       /* main -> this worker (SP/SC) */
+	struct rte_ring *events;        /* all workers -> main (MP/SC) */
+	const bool *stop;               /* set by the main lcore, read with acquire */
+	bool has_port;                  /* false in unit tests: TX stays in txq */
+	struct qd_neigh_table neigh;    /* replica, written only from the mailbox */
+	struct qd_txq txq;
+	/* Idle back-off state. */
+	uint64_t last_work_tsc;
+	uint32_t sleep_us;
+	struct qd_lcore_stats stats __rte_cache_aligned;
+} __rte_cache_aligned;
+
+/* Allocate and initialise a worker (start-up only). NULL with errno set on failure. */
+struct qd_worker *qd_worker_create(const struct qd_worker_conf *conf, const struct qd_iface *iface,
+				   struct rte_mempool *pool, struct rte_ring *mailbox,
+				   struct rte_ring *events, const bool *stop, bool has_port);
+void qd_worker_destroy(struct qd_worker *w);
+
+/* Handle one received frame to completion; <m> is consumed (queued for TX or freed). */
+void qd_worker_input(struct qd_worker *w, struct rte_mbuf *m);
+
+/* Handle one mailbox message. */
+void qd_worker_handle_msg(struct qd_worker *w, const struct qd_msg *msg);
+
+/* Send what txq holds; frames the port refuses are freed and counted. */
+void qd_worker_flush(struct qd_worker *w);
+
+/* The lcore entry point for rte_eal_remote_launch(); <arg> is a struct qd_worker. */
+int qd_worker_main(void *arg);
+
+#endif /* QD_WORKER_H */
