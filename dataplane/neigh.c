@@ -226,7 +226,7 @@ tick_entry(struct qd_neigh_table *t, struct qd_neigh_entry *e,
 				e->state = QD_NEIGH_INCOMPLETE;
 				e->probes = 0;
 				e->updated_ms = now_ms;
-				e->next_probe_ms = now_ms;
+				emit(e, now_ms, timing, out, n, max);
 			}
 		} else if (!e->dirty) {
 			qd_neigh_remove(t, e->ip_be);
