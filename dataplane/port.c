@@ -67,7 +67,9 @@ qd_port_eal_args(struct qd_eal_args *a, const char *prog, const struct qd_config
 	int rc = 0;
 	memset(a, 0, sizeof(*a));
 	rc |= push(a, &used, "%s", prog);
-	if (cfg->lcore_list[0] != '\0')
+	if (strpbrk(cfg->lcore_list, "@(") != NULL)
+		rc |= push(a, &used, "--lcores=%s", cfg->lcore_list);
+	else if (cfg->lcore_list[0] != '\0')
 		rc |= push(a, &used, "-l%s", cfg->lcore_list);
 	else
 		rc |= push(a, &used, "-l0-%u", cfg->workers);

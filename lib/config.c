@@ -224,14 +224,15 @@ key_coordinator(struct parse_ctx *ctx, const char *value)
 	return 0;
 }
 
-/* A cpu list as EAL's -l takes it: digits, ',' and '-' only. */
+/* A cpu list as EAL's -l takes it (0-2, 0,2,3) or an lcore map as --lcores takes it
+ * (0@0,(1,2)@1: several lcores on one cpu); nothing else reaches EAL's command line. */
 static int
 key_lcore_list(struct parse_ctx *ctx, const char *value)
 {
 	for (const char *p = value; *p != '\0'; p++) {
-		if (!isdigit((unsigned char)*p) && *p != ',' && *p != '-')
-			return fail(ctx, "lcore.list: '%s' is not a cpu list like 0-2 or 0,2,3",
-				    value);
+		if (!isdigit((unsigned char)*p) && strchr(",-@()", *p) == NULL)
+			return fail(ctx, "lcore.list: '%s' is not a cpu list like 0-2 or an lcore "
+					 "map like 0@0,(1,2)@1", value);
 	}
 	return parse_string(ctx, "lcore.list", value, ctx->cfg->lcore_list,
 			    sizeof(ctx->cfg->lcore_list));
@@ -366,7 +367,7 @@ qd_config_defaults(struct qd_config *cfg)
 	cfg->burst = 32;
 	cfg->hugepages = QD_HUGEPAGES_AUTO;
 	cfg->memory_mb = 256;
-	cfg->mbufs = 4095;
+	cfg->mbufs = 0; /* auto, from workers and ring sizes */
 	cfg->neigh_capacity = 1024;
 	cfg->neigh_reachable_s = 30;
 	cfg->neigh_retry_ms = 1000;
@@ -425,7 +426,7 @@ parse_line(struct parse_ctx *ctx, char *line, bool *seen)
 static int
 check_whole(struct parse_ctx *ctx)
 {
-	const struct qd_config *cfg = ctx->cfg;
+	struct qd_config *cfg = ctx->cfg;
 	if (cfg->port_device[0] == '\0')
 		return fail(ctx, "port.device is required");
 	if (cfg->port_ip.addr_be == 0)
@@ -443,6 +444,13 @@ check_whole(struct parse_ctx *ctx)
 		return fail(ctx, "neigh.capacity (%u) must be a power of two", cfg->neigh_capacity);
 	/* Every worker needs room for a full RX ring plus a TX ring in flight. */
 	uint64_t need = (uint64_t)cfg->workers * (cfg->port_rx_desc + cfg->port_tx_desc + 512);
+	if (cfg->mbufs == 0) {
+		/* Auto: the smallest 2^n - 1 (mempool's sweet spot) that covers the need. */
+		uint64_t n = 4096;
+		while (n - 1 < need)
+			n *= 2;
+		ctx->cfg->mbufs = (uint32_t)(n - 1);
+	}
 	if (cfg->mbufs < need)
 		return fail(ctx, "eal.mbufs (%u) is below the %" PRIu64
 				 " that %u worker(s) with these ring sizes need",

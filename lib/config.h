@@ -65,7 +65,7 @@ struct qd_config {
 	/* [eal] */
 	enum qd_hugepages_mode hugepages;
 	uint32_t memory_mb;
-	uint32_t mbufs;
+	uint32_t mbufs; /* 0 until parsed: auto */
 
 	/* [neigh] */
 	uint32_t neigh_capacity;

@@ -189,6 +189,22 @@ test_line_limits(void **state)
 }
 
 static void
+test_auto_mbufs_and_lcore_map(void **state)
+{
+	(void)state;
+	struct qd_config cfg;
+	char err[QD_CONFIG_ERR_MAX];
+	assert_int_equal(parse(&cfg, BASE "lcore.workers = 4\nlcore.list = 0@0,(1-4)@1\n", err,
+			       sizeof(err)), 0);
+	/* 4 x (1024 + 1024 + 512) = 10240 -> 16383, and memory follows. */
+	assert_int_equal(cfg.mbufs, 16383);
+	assert_string_equal(cfg.lcore_list, "0@0,(1-4)@1");
+	assert_int_equal(parse(&cfg, BASE, err, sizeof(err)), 0);
+	assert_int_equal(cfg.mbufs, 4095);
+	expect_error(BASE "lcore.workers = 16\n", "eal.memory_mb (256) is too small");
+}
+
+static void
 test_load_file(void **state)
 {
 	(void)state;
@@ -219,6 +235,7 @@ main(void)
 		cmocka_unit_test(test_bad_lines),
 		cmocka_unit_test(test_missing_and_cross_key),
 		cmocka_unit_test(test_line_limits),
+		cmocka_unit_test(test_auto_mbufs_and_lcore_map),
 		cmocka_unit_test(test_load_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
