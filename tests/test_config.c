@@ -201,7 +201,7 @@ test_auto_mbufs_and_lcore_map(void **state)
 	assert_string_equal(cfg.lcore_list, "0@0,(1-4)@1");
 	assert_int_equal(parse(&cfg, BASE, err, sizeof(err)), 0);
 	assert_int_equal(cfg.mbufs, 4095);
-	expect_error(BASE "lcore.workers = 16\n", "eal.memory_mb (256) is too small");
+	expect_error(BASE "lcore.workers = 4\neal.memory_mb = 64\n", "eal.memory_mb (64) is too small");
 }
 
 static void
