@@ -174,6 +174,25 @@ DEFINE_UINT_KEY(key_neigh_probes, neigh_probes, uint32_t, "neigh.probes", 1, 100
 DEFINE_UINT_KEY(key_garp_interval, garp_interval_s, uint32_t, "garp.interval_s", 0, 86400)
 DEFINE_UINT_KEY(key_control_clients, control_clients_max, uint32_t, "control.clients_max", 1, 1024)
 
+/* Fault injection (dataplane/fault.h): probabilities in ppm, times in microseconds. */
+#define DEFINE_FAULT_DIR_KEYS(d)                                                          \
+	DEFINE_UINT_KEY(key_fault_##d##_loss, fault_##d.loss_ppm, uint32_t,               \
+			"fault." #d "_loss_ppm", 0, 1000000)                              \
+	DEFINE_UINT_KEY(key_fault_##d##_dup, fault_##d.dup_ppm, uint32_t,                 \
+			"fault." #d "_dup_ppm", 0, 1000000)                               \
+	DEFINE_UINT_KEY(key_fault_##d##_reorder, fault_##d.reorder_ppm, uint32_t,         \
+			"fault." #d "_reorder_ppm", 0, 1000000)                           \
+	DEFINE_UINT_KEY(key_fault_##d##_delay, fault_##d.delay_us, uint32_t,              \
+			"fault." #d "_delay_us", 0, 1000000)                              \
+	DEFINE_UINT_KEY(key_fault_##d##_jitter, fault_##d.jitter_us, uint32_t,            \
+			"fault." #d "_jitter_us", 0, 1000000)
+DEFINE_FAULT_DIR_KEYS(rx)
+DEFINE_FAULT_DIR_KEYS(tx)
+DEFINE_UINT_KEY(key_fault_seed, fault_seed, uint64_t, "fault.seed", 0, UINT64_MAX)
+DEFINE_UINT_KEY(key_fault_reorder_gap, fault_reorder_gap, uint32_t, "fault.reorder_gap", 1, 64)
+DEFINE_UINT_KEY(key_fault_reorder_hold, fault_reorder_hold_us, uint32_t, "fault.reorder_hold_us",
+		1, 1000000)
+
 static int
 key_vip(struct parse_ctx *ctx, const char *value)
 {
@@ -348,6 +367,19 @@ static const struct key_desc keys[] = {
 	{"control.group", key_control_group, false},
 	{"control.clients_max", key_control_clients, false},
 	{"log.level", key_log_level, false},
+	{"fault.rx_loss_ppm", key_fault_rx_loss, false},
+	{"fault.rx_dup_ppm", key_fault_rx_dup, false},
+	{"fault.rx_reorder_ppm", key_fault_rx_reorder, false},
+	{"fault.rx_delay_us", key_fault_rx_delay, false},
+	{"fault.rx_jitter_us", key_fault_rx_jitter, false},
+	{"fault.tx_loss_ppm", key_fault_tx_loss, false},
+	{"fault.tx_dup_ppm", key_fault_tx_dup, false},
+	{"fault.tx_reorder_ppm", key_fault_tx_reorder, false},
+	{"fault.tx_delay_us", key_fault_tx_delay, false},
+	{"fault.tx_jitter_us", key_fault_tx_jitter, false},
+	{"fault.seed", key_fault_seed, false},
+	{"fault.reorder_gap", key_fault_reorder_gap, false},
+	{"fault.reorder_hold_us", key_fault_reorder_hold, false},
 };
 
 #define KEYS_COUNT (sizeof(keys) / sizeof(keys[0]))
@@ -378,6 +410,9 @@ qd_config_defaults(struct qd_config *cfg)
 	cfg->control_mode = 0600;
 	cfg->control_clients_max = 16;
 	cfg->log_level = 7; /* info */
+	/* fault.*: all off (zeroed above); these two only matter once reordering is on. */
+	cfg->fault_reorder_gap = 3;
+	cfg->fault_reorder_hold_us = 1000;
 }
 
 static char *
@@ -444,6 +479,13 @@ check_whole(struct parse_ctx *ctx)
 		return fail(ctx, "neigh.capacity (%u) must be a power of two", cfg->neigh_capacity);
 	/* Every worker needs room for a full RX ring plus a TX ring in flight. */
 	uint64_t need = (uint64_t)cfg->workers * (cfg->port_rx_desc + cfg->port_tx_desc + 512);
+	/* Fault injection that holds frames (delay, jitter, reorder) may pin up to
+	 * QD_CONFIG_FAULT_HELD_MAX mbufs per worker and direction. */
+	for (int i = 0; i < 2; i++) {
+		const struct qd_config_fault_dir *fd = (i == 0 ? &cfg->fault_rx : &cfg->fault_tx);
+		if (fd->delay_us != 0 || fd->jitter_us != 0 || fd->reorder_ppm != 0)
+			need += (uint64_t)cfg->workers * QD_CONFIG_FAULT_HELD_MAX;
+	}
 	if (cfg->mbufs == 0) {
 		/* Auto: the smallest 2^n - 1 (mempool's sweet spot) that covers the need. */
 		uint64_t n = 4096;

@@ -37,6 +37,20 @@ struct qd_config_endpoint {
 	uint16_t port;
 };
 
+/* Fault injection on one direction of the data plane's port I/O (dataplane/fault.h). */
+struct qd_config_fault_dir {
+	uint32_t loss_ppm;    /* parts per million: 10000 = 1% */
+	uint32_t dup_ppm;
+	uint32_t reorder_ppm;
+	uint32_t delay_us;
+	uint32_t jitter_us;
+};
+
+/* What the held-frame queues of fault injection can pin per worker and direction
+ * (QD_FAULT_QUEUE_MAX + QD_FAULT_REORDER_MAX, checked in dataplane/fault.c); the
+ * automatic mbuf count makes room for it. */
+#define QD_CONFIG_FAULT_HELD_MAX 4160
+
 struct qd_config {
 	/* [port] the DPDK device that carries all traffic */
 	char port_device[QD_CONFIG_STR_MAX];
@@ -82,6 +96,14 @@ struct qd_config {
 
 	/* [log] */
 	unsigned int log_level; /* RTE_LOG_* numbering: 1 emerg .. 8 debug */
+
+	/* [fault] fault injection in the port I/O, for tests: docs/configuration.md
+	 * "Fault injection", dataplane/fault.h. Every key 0 = off (the default). */
+	struct qd_config_fault_dir fault_rx; /* frames just read from the port */
+	struct qd_config_fault_dir fault_tx; /* frames about to be sent */
+	uint64_t fault_seed;                 /* with the lcore id: each worker's PRNG */
+	uint32_t fault_reorder_gap;          /* frames that overtake a reordered one */
+	uint32_t fault_reorder_hold_us;      /* longest a reordered frame is held */
 };
 
 /* Fill <cfg> with the documented defaults. */

@@ -226,6 +226,81 @@ test_load_file(void **state)
 	assert_non_null(strstr(err, "cannot open"));
 }
 
+static void
+test_fault_keys(void **state)
+{
+	(void)state;
+	struct qd_config cfg;
+	char err[QD_CONFIG_ERR_MAX];
+	/* Off by default. */
+	assert_int_equal(parse(&cfg, BASE, err, sizeof(err)), 0);
+	assert_int_equal(cfg.fault_rx.loss_ppm, 0);
+	assert_int_equal(cfg.fault_tx.delay_us, 0);
+	assert_int_equal(cfg.fault_seed, 0);
+	assert_int_equal(cfg.fault_reorder_gap, 3);
+	assert_int_equal(cfg.fault_reorder_hold_us, 1000);
+	const char *text = BASE
+			   "fault.rx_loss_ppm = 20000\n"
+			   "fault.rx_dup_ppm = 10000\n"
+			   "fault.rx_reorder_ppm = 50000\n"
+			   "fault.rx_delay_us = 10000\n"
+			   "fault.rx_jitter_us = 0\n"
+			   "fault.tx_loss_ppm = 1000000\n"
+			   "fault.tx_dup_ppm = 1\n"
+			   "fault.tx_reorder_ppm = 0\n"
+			   "fault.tx_delay_us = 1000000\n"
+			   "fault.tx_jitter_us = 500\n"
+			   "fault.seed = 18446744073709551615\n"
+			   "fault.reorder_gap = 64\n"
+			   "fault.reorder_hold_us = 1\n";
+	int rc = parse(&cfg, text, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("%s", err);
+	assert_int_equal(cfg.fault_rx.loss_ppm, 20000);
+	assert_int_equal(cfg.fault_rx.dup_ppm, 10000);
+	assert_int_equal(cfg.fault_rx.reorder_ppm, 50000);
+	assert_int_equal(cfg.fault_rx.delay_us, 10000);
+	assert_int_equal(cfg.fault_rx.jitter_us, 0);
+	assert_int_equal(cfg.fault_tx.loss_ppm, 1000000);
+	assert_int_equal(cfg.fault_tx.dup_ppm, 1);
+	assert_int_equal(cfg.fault_tx.reorder_ppm, 0);
+	assert_int_equal(cfg.fault_tx.delay_us, 1000000);
+	assert_int_equal(cfg.fault_tx.jitter_us, 500);
+	assert_true(cfg.fault_seed == UINT64_MAX);
+	assert_int_equal(cfg.fault_reorder_gap, 64);
+	assert_int_equal(cfg.fault_reorder_hold_us, 1);
+	/* Both directions hold frames: 2560 + 2 x 4160 = 10880 mbufs -> 16383. */
+	assert_int_equal(cfg.mbufs, 16383);
+	/* One direction delays: 2560 + 4160 = 6720 -> 8191. Loss alone holds nothing. */
+	assert_int_equal(parse(&cfg, BASE "fault.tx_jitter_us = 5\n", err, sizeof(err)), 0);
+	assert_int_equal(cfg.mbufs, 8191);
+	assert_int_equal(parse(&cfg, BASE "fault.rx_loss_ppm = 5\n", err, sizeof(err)), 0);
+	assert_int_equal(cfg.mbufs, 4095);
+	expect_error(BASE "fault.rx_delay_us = 10\neal.mbufs = 4095\n",
+		     "eal.mbufs (4095) is below");
+
+	expect_error(BASE "fault.rx_loss_ppm = 1000001\n",
+		     "fault.rx_loss_ppm: 1000001 is out of range");
+	expect_error(BASE "fault.tx_dup_ppm = 2%\n", "fault.tx_dup_ppm: '2%' is not a number");
+	expect_error(BASE "fault.rx_reorder_ppm = -5\n", "is not a number");
+	expect_error(BASE "fault.tx_reorder_ppm = 1000001\n", "out of range");
+	expect_error(BASE "fault.rx_delay_us = 1000001\n",
+		     "fault.rx_delay_us: 1000001 is out of range");
+	expect_error(BASE "fault.tx_delay_us = 0.5\n", "is not a number");
+	expect_error(BASE "fault.rx_jitter_us = 2000000\n", "out of range");
+	expect_error(BASE "fault.tx_jitter_us = x\n", "is not a number");
+	expect_error(BASE "fault.tx_loss_ppm = 1\nfault.tx_loss_ppm = 2\n",
+		     "t.conf:5: fault.tx_loss_ppm: set twice");
+	expect_error(BASE "fault.seed = 18446744073709551616\n",
+		     "fault.seed: '18446744073709551616' is not a number");
+	expect_error(BASE "fault.reorder_gap = 0\n", "fault.reorder_gap: 0 is out of range");
+	expect_error(BASE "fault.reorder_gap = 65\n", "out of range");
+	expect_error(BASE "fault.reorder_hold_us = 0\n",
+		     "fault.reorder_hold_us: 0 is out of range");
+	expect_error(BASE "fault.reorder_hold_us = 1000001\n", "out of range");
+	expect_error(BASE "fault.rx_loss = 5\n", "unknown key 'fault.rx_loss'");
+}
+
 int
 main(void)
 {
@@ -237,6 +312,7 @@ main(void)
 		cmocka_unit_test(test_line_limits),
 		cmocka_unit_test(test_auto_mbufs_and_lcore_map),
 		cmocka_unit_test(test_load_file),
+		cmocka_unit_test(test_fault_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
