@@ -32,8 +32,9 @@ qd_neigh_state_name(enum qd_neigh_state state)
 static inline uint32_t
 slot_of(const struct qd_neigh_table *t, uint32_t ip_be)
 {
-	/* Fibonacci hashing spreads the low-entropy host part of an address. */
-	return (uint32_t)((ip_be * 2654435769u) >> 8) & (t->capacity - 1);
+	/* Fibonacci hashing: the top bits of the product depend on every input bit (the
+	 * low ones see only the low bits, the network part of a big-endian address). */
+	return (uint32_t)(ip_be * 2654435769u) >> t->shift;
 }
 
 int
@@ -45,6 +46,7 @@ qd_neigh_table_init(struct qd_neigh_table *t, uint32_t capacity)
 	if (t->entries == NULL)
 		return -ENOMEM;
 	t->capacity = capacity;
+	t->shift = (uint8_t)(32 - __builtin_ctz(capacity));
 	t->count = 0;
 	return 0;
 }

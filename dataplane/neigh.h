@@ -40,6 +40,7 @@ struct qd_neigh_entry {
 struct qd_neigh_table {
 	uint32_t capacity; /* power of two */
 	uint32_t count;
+	uint8_t shift;     /* 32 - log2(capacity) */
 	struct qd_neigh_entry *entries;
 };
 

@@ -174,6 +174,33 @@ DEFINE_UINT_KEY(key_neigh_probes, neigh_probes, uint32_t, "neigh.probes", 1, 100
 DEFINE_UINT_KEY(key_garp_interval, garp_interval_s, uint32_t, "garp.interval_s", 0, 86400)
 DEFINE_UINT_KEY(key_control_clients, control_clients_max, uint32_t, "control.clients_max", 1, 1024)
 
+DEFINE_UINT_KEY(key_tcp_max_conn, tcp_max_connections, uint32_t, "tcp.max_connections", 16,
+		4194304)
+DEFINE_UINT_KEY(key_tcp_syn_backlog, tcp_syn_backlog, uint32_t, "tcp.syn_backlog", 0, 1048576)
+DEFINE_UINT_KEY(key_tcp_tw_max, tcp_time_wait_max, uint32_t, "tcp.time_wait_max", 0, 4194304)
+DEFINE_UINT_KEY(key_tcp_tw_ms, tcp_time_wait_ms, uint32_t, "tcp.time_wait_ms", 1, 240000)
+DEFINE_UINT_KEY(key_tcp_fw2_ms, tcp_fin_wait2_ms, uint32_t, "tcp.fin_wait2_ms", 1, 3600000)
+DEFINE_UINT_KEY(key_tcp_sndbuf, tcp_sndbuf, uint32_t, "tcp.sndbuf_bytes", 4096, 16777216)
+DEFINE_UINT_KEY(key_tcp_rcvbuf, tcp_rcvbuf, uint32_t, "tcp.rcvbuf_bytes", 4096, 16777216)
+DEFINE_UINT_KEY(key_tcp_ka_idle, tcp_keepalive_idle_s, uint32_t, "tcp.keepalive_idle_s", 0, 86400)
+DEFINE_UINT_KEY(key_tcp_ka_intvl, tcp_keepalive_intvl_s, uint32_t, "tcp.keepalive_intvl_s", 1,
+		3600)
+DEFINE_UINT_KEY(key_tcp_ka_probes, tcp_keepalive_probes, uint32_t, "tcp.keepalive_probes", 1,
+		100)
+DEFINE_UINT_KEY(key_tcp_ca, tcp_challenge_ack_per_s, uint32_t, "tcp.challenge_ack_per_s", 1,
+		1000000)
+DEFINE_UINT_KEY(key_tcp_port_min, tcp_local_port_min, uint16_t, "tcp.local_port_min", 1024, 65535)
+DEFINE_UINT_KEY(key_tcp_port_max, tcp_local_port_max, uint16_t, "tcp.local_port_max", 1024, 65535)
+DEFINE_UINT_KEY(key_service_echo, service_echo_port, uint16_t, "service.echo_port", 1, 65535)
+DEFINE_UINT_KEY(key_service_discard, service_discard_port, uint16_t, "service.discard_port", 1,
+		65535)
+
+static int
+key_tcp_syn_cookies(struct parse_ctx *ctx, const char *value)
+{
+	return parse_bool(ctx, "tcp.syn_cookies", value, &ctx->cfg->tcp_syn_cookies);
+}
+
 /* Fault injection (dataplane/fault.h): probabilities in ppm, times in microseconds. */
 #define DEFINE_FAULT_DIR_KEYS(d)                                                          \
 	DEFINE_UINT_KEY(key_fault_##d##_loss, fault_##d.loss_ppm, uint32_t,               \
@@ -367,6 +394,22 @@ static const struct key_desc keys[] = {
 	{"control.group", key_control_group, false},
 	{"control.clients_max", key_control_clients, false},
 	{"log.level", key_log_level, false},
+	{"tcp.max_connections", key_tcp_max_conn, false},
+	{"tcp.syn_backlog", key_tcp_syn_backlog, false},
+	{"tcp.syn_cookies", key_tcp_syn_cookies, false},
+	{"tcp.time_wait_max", key_tcp_tw_max, false},
+	{"tcp.time_wait_ms", key_tcp_tw_ms, false},
+	{"tcp.fin_wait2_ms", key_tcp_fw2_ms, false},
+	{"tcp.sndbuf_bytes", key_tcp_sndbuf, false},
+	{"tcp.rcvbuf_bytes", key_tcp_rcvbuf, false},
+	{"tcp.keepalive_idle_s", key_tcp_ka_idle, false},
+	{"tcp.keepalive_intvl_s", key_tcp_ka_intvl, false},
+	{"tcp.keepalive_probes", key_tcp_ka_probes, false},
+	{"tcp.challenge_ack_per_s", key_tcp_ca, false},
+	{"tcp.local_port_min", key_tcp_port_min, false},
+	{"tcp.local_port_max", key_tcp_port_max, false},
+	{"service.echo_port", key_service_echo, false},
+	{"service.discard_port", key_service_discard, false},
 	{"fault.rx_loss_ppm", key_fault_rx_loss, false},
 	{"fault.rx_dup_ppm", key_fault_rx_dup, false},
 	{"fault.rx_reorder_ppm", key_fault_rx_reorder, false},
@@ -410,6 +453,19 @@ qd_config_defaults(struct qd_config *cfg)
 	cfg->control_mode = 0600;
 	cfg->control_clients_max = 16;
 	cfg->log_level = 7; /* info */
+	cfg->tcp_max_connections = 16384;
+	cfg->tcp_syn_backlog = 1024;
+	cfg->tcp_syn_cookies = true;
+	cfg->tcp_time_wait_max = 4096;
+	cfg->tcp_time_wait_ms = 30000;
+	cfg->tcp_fin_wait2_ms = 60000;
+	cfg->tcp_sndbuf = 256 * 1024;
+	cfg->tcp_rcvbuf = 256 * 1024;
+	cfg->tcp_keepalive_intvl_s = 10;
+	cfg->tcp_keepalive_probes = 5;
+	cfg->tcp_challenge_ack_per_s = 1000;
+	cfg->tcp_local_port_min = 32768;
+	cfg->tcp_local_port_max = 60999;
 	/* fault.*: all off (zeroed above); these two only matter once reordering is on. */
 	cfg->fault_reorder_gap = 3;
 	cfg->fault_reorder_hold_us = 1000;
@@ -471,6 +527,31 @@ check_whole(struct parse_ctx *ctx)
 	for (unsigned int i = 0; i < cfg->vips_count; i++) {
 		if (cfg->vips_be[i] == cfg->port_ip.addr_be)
 			return fail(ctx, "vip: a virtual IP may not equal port.ip");
+	}
+	if (cfg->tcp_local_port_min > cfg->tcp_local_port_max)
+		return fail(ctx, "tcp.local_port_min (%u) is above tcp.local_port_max (%u)",
+			    cfg->tcp_local_port_min, cfg->tcp_local_port_max);
+	/* Ports we listen on must lie outside the range our own connections use, whose
+	 * replies are steered to the lcore that owns the port. */
+	const struct {
+		const char *key;
+		uint16_t port;
+	} listening[] = {
+		{"listen.port", cfg->listen_port},
+		{"service.echo_port", cfg->service_echo_port},
+		{"service.discard_port", cfg->service_discard_port},
+	};
+	for (size_t i = 0; i < sizeof(listening) / sizeof(listening[0]); i++) {
+		uint16_t p = listening[i].port;
+		if (p != 0 && p >= cfg->tcp_local_port_min && p <= cfg->tcp_local_port_max)
+			return fail(ctx, "%s (%u) lies inside tcp.local_port_min..max (%u-%u)",
+				    listening[i].key, p, cfg->tcp_local_port_min,
+				    cfg->tcp_local_port_max);
+		for (size_t j = 0; j < i; j++) {
+			if (p != 0 && p == listening[j].port)
+				return fail(ctx, "%s and %s are both %u", listening[j].key,
+					    listening[i].key, p);
+		}
 	}
 	if (cfg->burst > cfg->port_rx_desc)
 		return fail(ctx, "lcore.burst (%u) exceeds port.rx_desc (%u)", cfg->burst,

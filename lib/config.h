@@ -97,6 +97,26 @@ struct qd_config {
 	/* [log] */
 	unsigned int log_level; /* RTE_LOG_* numbering: 1 emerg .. 8 debug */
 
+	/* [tcp] the user-space TCP stack, per worker lcore */
+	uint32_t tcp_max_connections;
+	uint32_t tcp_syn_backlog;
+	bool tcp_syn_cookies;
+	uint32_t tcp_time_wait_max;
+	uint32_t tcp_time_wait_ms;
+	uint32_t tcp_fin_wait2_ms;
+	uint32_t tcp_sndbuf;
+	uint32_t tcp_rcvbuf;
+	uint32_t tcp_keepalive_idle_s; /* 0 = off */
+	uint32_t tcp_keepalive_intvl_s;
+	uint32_t tcp_keepalive_probes;
+	uint32_t tcp_challenge_ack_per_s;
+	uint16_t tcp_local_port_min;
+	uint16_t tcp_local_port_max;
+
+	/* [service] test services on every address we own; 0 = off */
+	uint16_t service_echo_port;
+	uint16_t service_discard_port;
+
 	/* [fault] fault injection in the port I/O, for tests: docs/configuration.md
 	 * "Fault injection", dataplane/fault.h. Every key 0 = off (the default). */
 	struct qd_config_fault_dir fault_rx; /* frames just read from the port */

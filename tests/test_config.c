@@ -205,6 +205,38 @@ test_auto_mbufs_and_lcore_map(void **state)
 }
 
 static void
+test_tcp_keys(void **state)
+{
+	(void)state;
+	struct qd_config cfg;
+	char err[QD_CONFIG_ERR_MAX];
+	assert_int_equal(parse(&cfg, BASE, err, sizeof(err)), 0);
+	assert_int_equal(cfg.tcp_max_connections, 16384);
+	assert_true(cfg.tcp_syn_cookies);
+	assert_int_equal(cfg.service_echo_port, 0);
+	int rc = parse(&cfg, BASE "service.echo_port = 7007\nservice.discard_port = 7009\n"
+			      "tcp.max_connections = 20000\ntcp.syn_cookies = off\n"
+			      "tcp.sndbuf_bytes = 65536\ntcp.keepalive_idle_s = 60\n"
+			      "tcp.local_port_min = 40000\ntcp.local_port_max = 50000\n",
+		       err, sizeof(err));
+	if (rc != 0)
+		fail_msg("%s", err);
+	assert_int_equal(cfg.service_echo_port, 7007);
+	assert_int_equal(cfg.service_discard_port, 7009);
+	assert_int_equal(cfg.tcp_max_connections, 20000);
+	assert_false(cfg.tcp_syn_cookies);
+	assert_int_equal(cfg.tcp_sndbuf, 65536);
+	assert_int_equal(cfg.tcp_keepalive_idle_s, 60);
+	assert_int_equal(cfg.tcp_local_port_min, 40000);
+	expect_error(BASE "service.echo_port = 40000\n",
+		     "service.echo_port (40000) lies inside tcp.local_port_min..max");
+	expect_error(BASE "service.echo_port = 8080\n", "listen.port and service.echo_port");
+	expect_error(BASE "tcp.local_port_min = 50000\ntcp.local_port_max = 40000\n", "is above");
+	expect_error(BASE "tcp.sndbuf_bytes = 100\n", "out of range");
+	expect_error(BASE "tcp.syn_cookies = sometimes\n", "not on/off");
+}
+
+static void
 test_load_file(void **state)
 {
 	(void)state;
@@ -311,6 +343,7 @@ main(void)
 		cmocka_unit_test(test_missing_and_cross_key),
 		cmocka_unit_test(test_line_limits),
 		cmocka_unit_test(test_auto_mbufs_and_lcore_map),
+		cmocka_unit_test(test_tcp_keys),
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_fault_keys),
 	};
