@@ -298,7 +298,8 @@ bench_worker(void)
 		.idle = false,
 		.neigh_capacity = 1024,
 	};
-	return qd_worker_create(&wc, &iface, pool, NULL, events, &stop_flag, false);
+	qd_worker_tcp_conf_default(&wc.tcp);
+	return qd_worker_create(&wc, &iface, pool, NULL, events, NULL, &stop_flag, false);
 }
 
 /* answer_mix: 7 ICMP echo requests (64 bytes) to the VIP for 1 ARP request for it. */

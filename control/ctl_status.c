@@ -76,12 +76,50 @@ port_json(const struct qd_daemon *d)
 	return o;
 }
 
+static json_t *
+tcp_json(const struct qd_tcp_counters *k, const uint32_t *states)
+{
+	json_t *o = json_object();
+#define QD_X(name) json_object_set_new(o, #name, json_integer((json_int_t)k->name));
+	QD_TCP_COUNTERS(QD_X)
+#undef QD_X
+	json_t *st = json_object();
+	uint64_t conns = 0;
+	for (unsigned int i = QD_TCP_LISTEN; i < QD_TCP_STATE_MAX; i++) {
+		json_object_set_new(st, qd_tcp_state_name(i), json_integer(states[i]));
+		conns += states[i];
+	}
+	json_object_set_new(o, "connections", json_integer((json_int_t)conns));
+	json_object_set_new(o, "states", st);
+	return o;
+}
+
+static json_t *
+fault_json(const struct qd_fault *f)
+{
+	json_t *o = json_object();
+	for (unsigned int dir = 0; dir < QD_FAULT_DIRS; dir++) {
+		struct qd_fault_stats fs;
+		qd_fault_stats_read(&fs, f, dir);
+		json_t *d = json_object();
+#define QD_X(name, help) json_object_set_new(d, #name, json_integer((json_int_t)fs.name));
+		QD_FAULT_COUNTERS(QD_X)
+#undef QD_X
+		json_object_set_new(d, "held", json_integer(qd_fault_held(f, dir)));
+		json_object_set_new(o, qd_fault_dir_name(dir), d);
+	}
+	return o;
+}
+
 static void
 add_lcores(json_t *o, const struct qd_daemon *d)
 {
 	json_t *arr = json_array();
 	struct qd_lcore_stats total;
 	memset(&total, 0, sizeof(total));
+	struct qd_tcp_counters tcp_total;
+	uint32_t states_total[QD_TCP_STATE_MAX] = {0};
+	memset(&tcp_total, 0, sizeof(tcp_total));
 	for (unsigned int i = 0; i < d->workers_count; i++) {
 		const struct qd_worker *w = d->workers[i];
 		struct qd_lcore_stats s;
@@ -91,10 +129,23 @@ add_lcores(json_t *o, const struct qd_daemon *d)
 		json_object_set_new(l, "lcore", json_integer(w->conf.lcore_id));
 		json_object_set_new(l, "queue", json_integer(w->conf.queue_id));
 		json_object_set_new(l, "neigh_entries", json_integer(w->neigh.count));
+		struct qd_tcp_counters k;
+		uint32_t states[QD_TCP_STATE_MAX];
+		qd_tcp_stack_read(w->tcp, &k, states);
+#define QD_X(name) tcp_total.name += k.name;
+		QD_TCP_COUNTERS(QD_X)
+#undef QD_X
+		for (unsigned int st = 0; st < QD_TCP_STATE_MAX; st++)
+			states_total[st] += states[st];
+		json_object_set_new(l, "tcp", tcp_json(&k, states));
+		if (qd_fault_active(&w->fault))
+			json_object_set_new(l, "fault", fault_json(&w->fault));
 		json_array_append_new(arr, l);
 	}
 	json_object_set_new(o, "lcores", arr);
-	json_object_set_new(o, "totals", counters_json(&total));
+	json_t *totals = counters_json(&total);
+	json_object_set_new(totals, "tcp", tcp_json(&tcp_total, states_total));
+	json_object_set_new(o, "totals", totals);
 	json_object_set_new(o, "main",
 			    json_pack("{s:I, s:I, s:I, s:I, s:I}", "events_handled",
 				      (json_int_t)d->stats.events_handled, "neigh_learned",
@@ -139,7 +190,13 @@ cmd_status(void *ctx, const json_t *args, json_t **data, char *err, size_t err_l
 		snprintf(buf, sizeof(buf), "%s:%u", addr, (unsigned int)d->cfg.coordinators[i].port);
 		json_array_append_new(coords, json_string(buf));
 	}
+	json_t *services = json_pack("{s:i, s:i}", "echo_port", d->cfg.service_echo_port,
+				     "discard_port", d->cfg.service_discard_port);
 	int rc = cmd_stats(ctx, args, data, err, err_len);
+	if (rc == 0)
+		json_object_set_new(*data, "services", services);
+	else
+		json_decref(services);
 	if (rc != 0)
 		return rc;
 	json_t *head = json_pack("{s:s, s:I, s:I, s:s, s:o, s:i, s:o, s:i, s:b, s:b, "

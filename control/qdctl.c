@@ -201,6 +201,20 @@ print_stats(const json_t *d)
 	}
 	if (any)
 		printf("\n");
+	const json_t *tcp = json_object_get(t, "tcp");
+	if (tcp != NULL) {
+		printf("\ntcp: %lld connections", num(tcp, "connections"));
+		json_object_foreach((json_t *)json_object_get(tcp, "states"), key, v) {
+			if (json_integer_value(v) != 0)
+				printf(", %s %lld", key, (long long)json_integer_value(v));
+		}
+		printf("\n     segs in %lld out %lld, retransmits %lld (fast %lld, rto %lld), resets "
+		       "in %lld out %lld, cookies %lld/%lld, timeouts %lld\n",
+		       num(tcp, "segs_in"), num(tcp, "segs_out"), num(tcp, "retransmits"),
+		       num(tcp, "fast_retransmits"), num(tcp, "rto_expired"), num(tcp, "resets_in"),
+		       num(tcp, "resets_out"), num(tcp, "cookies_valid"), num(tcp, "cookies_sent"),
+		       num(tcp, "timeouts"));
+	}
 }
 
 static void

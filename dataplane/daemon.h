@@ -41,6 +41,7 @@ struct qd_daemon {
 	struct rte_mempool *pool;
 	struct rte_ring *events;
 	struct rte_ring *mailboxes[QD_CONFIG_WORKERS_MAX];
+	struct rte_ring *steer[QD_CONFIG_WORKERS_MAX]; /* TCP segments for worker i */
 	struct qd_worker *workers[QD_CONFIG_WORKERS_MAX];
 	unsigned int workers_count;
 	bool stop; /* written by the main lcore with release, read by workers with acquire */

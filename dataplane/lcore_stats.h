@@ -28,6 +28,8 @@
 	X(mailbox_in)                                                                     \
 	X(events_out)                                                                     \
 	X(events_full)                                                                    \
+	X(steered_out)                                                                    \
+	X(steered_in)                                                                     \
 	X(loops)                                                                          \
 	X(busy_loops)                                                                     \
 	X(busy_cycles)                                                                    \
@@ -51,6 +53,7 @@
 	X(ip_proto, "IPv4 protocol not handled yet")                                      \
 	X(icmp_malformed, "ICMP truncated or checksum wrong")                             \
 	X(icmp_type, "ICMP type other than echo request")                                 \
+	X(steer_full, "steering ring to the owning lcore full")                           \
 	X(no_mbuf, "mbuf pool empty")
 
 enum qd_drop_reason {

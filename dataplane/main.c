@@ -9,10 +9,12 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <rte_eal.h>
 #include <rte_ethdev.h>
@@ -126,18 +128,57 @@ make_rings(struct qd_daemon *d, char *err, size_t err_len)
 		d->mailboxes[i] = rte_ring_create_elem(name, sizeof(struct qd_msg),
 						       QD_MAILBOX_SIZE, (int)rte_socket_id(),
 						       RING_F_SP_ENQ | RING_F_SC_DEQ);
-		if (d->mailboxes[i] == NULL) {
-			snprintf(err, err_len, "mailbox ring: %s", rte_strerror(rte_errno));
+		snprintf(name, sizeof(name), "qd_steer_%u", i);
+		d->steer[i] = rte_ring_create(name, QD_STEER_RING_SIZE, (int)rte_socket_id(),
+					      RING_F_SC_DEQ);
+		if (d->mailboxes[i] == NULL || d->steer[i] == NULL) {
+			snprintf(err, err_len, "mailbox or steering ring: %s",
+				 rte_strerror(rte_errno));
 			return -ENOMEM;
 		}
 	}
 	return 0;
 }
 
+static void
+tcp_conf_from_config(struct qd_tcp_conf *t, const struct qd_config *cfg)
+{
+	*t = (struct qd_tcp_conf){
+		.max_connections = cfg->tcp_max_connections,
+		.syn_backlog = cfg->tcp_syn_backlog,
+		.time_wait_max = cfg->tcp_time_wait_max,
+		.time_wait_ms = cfg->tcp_time_wait_ms,
+		.fin_wait2_ms = cfg->tcp_fin_wait2_ms,
+		.sndbuf_bytes = cfg->tcp_sndbuf,
+		.rcvbuf_bytes = cfg->tcp_rcvbuf,
+		.mss = (uint16_t)(cfg->port_mtu - 40),
+		.keepalive_idle_ms = cfg->tcp_keepalive_idle_s * 1000,
+		.keepalive_intvl_ms = cfg->tcp_keepalive_intvl_s * 1000,
+		.keepalive_probes = cfg->tcp_keepalive_probes,
+		.challenge_ack_per_s = cfg->tcp_challenge_ack_per_s,
+		.syn_cookies = cfg->tcp_syn_cookies,
+		.local_port_min = cfg->tcp_local_port_min,
+		.local_port_max = cfg->tcp_local_port_max,
+		.steer_count = cfg->workers,
+	};
+}
+
 static int
 make_workers(struct qd_daemon *d, char *err, size_t err_len)
 {
 	unsigned int i = 0, lcore;
+	struct qd_siphash_key secret;
+	/* One secret for every stack: any of them may validate a cookie another sent. */
+	if (getrandom(&secret, sizeof(secret), 0) != (ssize_t)sizeof(secret)) {
+		snprintf(err, err_len, "getrandom: %s", strerror(errno));
+		return -EIO;
+	}
+	struct qd_fault_conf fault;
+	qd_fault_conf_from_config(&fault, &d->cfg);
+	if (qd_fault_conf_any(&fault))
+		QD_LOG(WARNING, main, "fault injection is ON (fault.seed %" PRIu64 "): "
+		       "this dispatcher drops, delays, reorders or duplicates frames on purpose",
+		       d->cfg.fault_seed);
 	RTE_LCORE_FOREACH_WORKER(lcore) {
 		struct qd_worker_conf wc = {
 			.lcore_id = lcore,
@@ -148,9 +189,15 @@ make_workers(struct qd_daemon *d, char *err, size_t err_len)
 			.idle_after_us = d->cfg.idle_after_us,
 			.idle_sleep_max_us = d->cfg.idle_sleep_max_us,
 			.neigh_capacity = d->cfg.neigh_capacity,
+			.fault = fault,
+			.secret = secret,
+			.echo_port = d->cfg.service_echo_port,
+			.discard_port = d->cfg.service_discard_port,
 		};
+		tcp_conf_from_config(&wc.tcp, &d->cfg);
+		wc.tcp.steer_index = i;
 		d->workers[i] = qd_worker_create(&wc, &d->iface, d->pool, d->mailboxes[i], d->events,
-						 &d->stop, true);
+						 d->steer, &d->stop, true);
 		if (d->workers[i] == NULL) {
 			snprintf(err, err_len, "worker on lcore %u: %s", lcore, strerror(errno));
 			return -ENOMEM;
@@ -252,6 +299,12 @@ stop(struct qd_daemon *d)
 	for (unsigned int i = 0; i < d->workers_count; i++) {
 		qd_worker_destroy(d->workers[i]);
 		rte_ring_free(d->mailboxes[i]);
+		if (d->steer[i] != NULL) {
+			void *m = NULL;
+			while (rte_ring_dequeue(d->steer[i], &m) == 0)
+				rte_pktmbuf_free(m);
+		}
+		rte_ring_free(d->steer[i]);
 	}
 	rte_ring_free(d->events);
 	qd_neigh_table_free(&d->neigh);

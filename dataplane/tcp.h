@@ -34,7 +34,7 @@
 #include "siphash.h"
 
 #define QD_TCP_LISTENERS_MAX 16
-#define QD_TCP_OOO_MAX 64          /* out-of-order segments kept per connection */
+#define QD_TCP_OOO_MAX 512         /* out-of-order segments kept per connection */
 #define QD_TCP_WHEEL_SLOTS 4096     /* 1 ms slots: deadlines farther out take rounds */
 #define QD_TCP_WHEEL_BUDGET 4096    /* slots advanced per qd_tcp_timers() call */
 #define QD_TCP_RTO_MIN_US 200000u
@@ -100,9 +100,7 @@ enum qd_tcp_close_reason {
 	X(no_mbuf)                                                                        \
 	X(bad_checksum)                                                                   \
 	X(bad_header)                                                                     \
-	X(no_listener)                                                                    \
-	X(steered_out)                                                                    \
-	X(steered_in)
+	X(no_listener)
 
 struct qd_tcp_counters {
 #define QD_X(name) uint64_t name;
@@ -172,8 +170,10 @@ struct qd_tcp_conn *qd_tcp_connect(struct qd_tcp_stack *s, uint32_t dst_ip_be, u
 				   const struct qd_tcp_ops *ops, void *app, uint64_t now_us);
 
 /* Queue <m> (payload only) for sending; takes ownership on success. Returns 0, -EAGAIN
- * when the send buffer cannot take all of it (nothing taken; on_writable follows), or
- * -ENOTCONN / -EPIPE when the connection cannot send. */
+ * when the send buffer cannot take all of it (nothing taken; on_writable follows),
+ * -ENOTCONN / -EPIPE when the connection cannot send (nothing taken), or -ENOMEM when the
+ * pool ran dry while splitting <m> (<m> consumed, part of it queued: abort the
+ * connection, its byte stream is broken). */
 int qd_tcp_send(struct qd_tcp_conn *c, struct rte_mbuf *m, uint64_t now_us);
 
 /* Bytes qd_tcp_send() would accept now. */

@@ -290,9 +290,10 @@ acceptable(const struct qd_tcp_conn *c, const struct qd_tcp_seg *seg, uint32_t r
 {
 	uint32_t len = seg->len + ((seg->flags & TCP_SYN) ? 1 : 0) + ((seg->flags & TCP_FIN) ? 1 : 0);
 	if (len == 0) {
-		if (rcv_wnd == 0)
-			return seg->seq == c->rcv_nxt;
-		return SEQ_GEQ(seg->seq, c->rcv_nxt) && SEQ_LT(seg->seq, c->rcv_nxt + rcv_wnd);
+		/* The right edge itself is accepted for a bare ACK (as Linux does): a peer
+		 * that filled our window sends its ACKs from there, and refusing them would
+		 * lose every acknowledgment it has for us until the window opens. */
+		return SEQ_GEQ(seg->seq, c->rcv_nxt) && SEQ_LEQ(seg->seq, c->rcv_nxt + rcv_wnd);
 	}
 	if (rcv_wnd == 0)
 		return false;
@@ -381,7 +382,17 @@ dup_ack(struct qd_tcp_conn *c, uint64_t now_us)
 		c->cwnd += c->mss; /* inflate: a segment left the network */
 		return;
 	}
-	if (++c->dupacks != 3)
+	if (++c->dupacks < 3) {
+		/* Limited transmit (RFC 3042): a new segment for each of the first two
+		 * duplicate ACKs keeps the ACK clock going in small windows, so a loss can
+		 * still be repaired by fast retransmit instead of a timeout. */
+		uint32_t saved = c->cwnd;
+		c->cwnd += (uint32_t)c->dupacks * c->mss;
+		qd_tcp_output(c, now_us);
+		c->cwnd = saved;
+		return;
+	}
+	if (c->dupacks != 3)
 		return;
 	/* Fast retransmit (RFC 5681 3.2), NewReno recovery point (RFC 6582). */
 	uint32_t flight = c->snd_max - c->snd_una;

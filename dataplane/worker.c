@@ -48,8 +48,17 @@ txq_push(struct qd_worker *w, struct rte_mbuf *m)
 void
 qd_worker_flush(struct qd_worker *w)
 {
+	if (!w->has_port)
+		return;
 	uint16_t n = w->txq.count;
-	if (n == 0 || !w->has_port)
+	if (unlikely(qd_fault_active(&w->fault))) {
+		uint64_t now = rte_rdtsc();
+		n = qd_fault_apply(&w->fault, QD_FAULT_TX, w->txq.pkts, n, QD_TXQ_MAX, now);
+		n += qd_fault_release(&w->fault, QD_FAULT_TX, now, w->txq.pkts + n,
+				      (uint16_t)(QD_TXQ_MAX - n));
+		w->txq.count = n;
+	}
+	if (n == 0)
 		return;
 	uint64_t bytes[QD_TXQ_MAX];
 	for (uint16_t i = 0; i < n; i++)
@@ -117,6 +126,33 @@ arp_input(struct qd_worker *w, struct rte_mbuf *m)
 	rte_pktmbuf_free(m);
 }
 
+/* Hand a segment to the stack that owns it. Connections we opened use local ports
+ * partitioned among workers, and the port may have delivered the reply to another
+ * queue (af_packet's fanout hash cannot be steered): pass it over a ring. */
+static void
+tcp_input(struct qd_worker *w, struct rte_mbuf *m, struct rte_ipv4_hdr *ip)
+{
+	const struct qd_tcp_conf *tc = &w->conf.tcp;
+	if (rte_pktmbuf_data_len(m) < RTE_ETHER_HDR_LEN + sizeof(*ip) + 4) {
+		drop(w, m, QD_DROP_runt);
+		return;
+	}
+	const uint16_t *ports = (const uint16_t *)((const char *)ip + sizeof(*ip));
+	uint16_t dport = rte_be_to_cpu_16(ports[1]);
+	if (tc->steer_count > 1 && qd_tcp_port_is_ephemeral(tc, dport)) {
+		unsigned int owner = qd_tcp_port_owner(tc, dport);
+		if (owner != tc->steer_index) {
+			if (rte_ring_mp_enqueue(w->steer[owner], m) != 0) {
+				drop(w, m, QD_DROP_steer_full);
+				return;
+			}
+			qd_stat_add(&w->stats.steered_out, 1);
+			return;
+		}
+	}
+	qd_tcp_input(w->tcp, m, ip, w->now_us);
+}
+
 static void
 ipv4_input(struct qd_worker *w, struct rte_mbuf *m)
 {
@@ -131,6 +167,9 @@ ipv4_input(struct qd_worker *w, struct rte_mbuf *m)
 		return;
 	}
 	switch (ip->next_proto_id) {
+	case IPPROTO_TCP:
+		tcp_input(w, m, ip);
+		return;
 	case IPPROTO_ICMP:
 		if (qd_icmp_echo_reply(m, ip, &w->iface->mac, &reason) != 0) {
 			drop(w, m, reason);
@@ -214,10 +253,54 @@ qd_worker_handle_msg(struct qd_worker *w, const struct qd_msg *msg)
 		msg->type);
 }
 
+static void
+tcp_tx(void *ctx, struct rte_mbuf *m)
+{
+	txq_push(ctx, m);
+}
+
+static bool
+tcp_resolve(void *ctx, uint32_t ip_be, struct rte_ether_addr *mac)
+{
+	struct qd_worker *w = ctx;
+	struct qd_neigh_entry *e = qd_neigh_lookup(&w->neigh, ip_be);
+	if (e == NULL || !qd_neigh_state_usable((enum qd_neigh_state)e->state))
+		return false;
+	memcpy(mac->addr_bytes, e->mac, RTE_ETHER_ADDR_LEN);
+	return true;
+}
+
+void
+qd_worker_tcp_conf_default(struct qd_tcp_conf *t)
+{
+	*t = (struct qd_tcp_conf){
+		.max_connections = 64, .syn_backlog = 16, .time_wait_max = 16,
+		.time_wait_ms = 1000, .fin_wait2_ms = 1000, .sndbuf_bytes = 65536,
+		.rcvbuf_bytes = 65536, .mss = 1460, .keepalive_intvl_ms = 1000,
+		.keepalive_probes = 3, .challenge_ack_per_s = 100, .syn_cookies = true,
+		.local_port_min = 32768, .local_port_max = 60999, .steer_index = 0,
+		.steer_count = 1,
+	};
+}
+
+static int
+worker_start_tcp(struct qd_worker *w)
+{
+	const struct qd_worker_conf *conf = &w->conf;
+	w->tcp = qd_tcp_stack_create(&conf->tcp, conf->lcore_id, w->pool, &w->iface->mac,
+				     w->iface->ip_be, &conf->secret, tcp_tx, tcp_resolve, w);
+	if (w->tcp == NULL)
+		return -errno;
+	w->services = qd_tcp_services_create(w->tcp, conf->tcp.max_connections, conf->lcore_id);
+	if (w->services == NULL)
+		return -errno;
+	return qd_tcp_services_listen(w->services, conf->echo_port, conf->discard_port);
+}
+
 struct qd_worker *
 qd_worker_create(const struct qd_worker_conf *conf, const struct qd_iface *iface,
 		 struct rte_mempool *pool, struct rte_ring *mailbox, struct rte_ring *events,
-		 const bool *stop, bool has_port)
+		 struct rte_ring *const *steer, const bool *stop, bool has_port)
 {
 	if (conf->burst == 0 || conf->burst > QD_BURST_MAX || iface == NULL || pool == NULL ||
 	    stop == NULL) {
@@ -237,9 +320,16 @@ qd_worker_create(const struct qd_worker_conf *conf, const struct qd_iface *iface
 	w->events = events;
 	w->stop = stop;
 	w->has_port = has_port;
+	w->steer = steer;
+	w->tsc_per_us = RTE_MAX(rte_get_tsc_hz() / 1000000, (uint64_t)1);
+	w->now_us = rte_rdtsc() / w->tsc_per_us;
 	int rc = qd_neigh_table_init(&w->neigh, conf->neigh_capacity);
+	if (rc == 0)
+		rc = qd_fault_init(&w->fault, &conf->fault, conf->lcore_id, pool, rte_get_tsc_hz());
+	if (rc == 0)
+		rc = worker_start_tcp(w);
 	if (rc != 0) {
-		rte_free(w);
+		qd_worker_destroy(w);
 		errno = -rc;
 		return NULL;
 	}
@@ -251,8 +341,11 @@ qd_worker_destroy(struct qd_worker *w)
 {
 	if (w == NULL)
 		return;
+	qd_tcp_services_destroy(w->services);
+	qd_tcp_stack_destroy(w->tcp);
 	for (uint16_t i = 0; i < w->txq.count; i++)
 		rte_pktmbuf_free(w->txq.pkts[i]);
+	qd_fault_fini(&w->fault);
 	qd_neigh_table_free(&w->neigh);
 	rte_free(w);
 }
@@ -265,6 +358,28 @@ drain_mailbox(struct qd_worker *w)
 						     QD_MAILBOX_BURST, NULL);
 	for (unsigned int i = 0; i < n; i++)
 		qd_worker_handle_msg(w, &msgs[i]);
+	return n;
+}
+
+static unsigned int
+drain_steered(struct qd_worker *w)
+{
+	if (w->steer == NULL)
+		return 0;
+	struct rte_mbuf *pkts[QD_BURST_MAX];
+	struct rte_ring *r = w->steer[w->conf.tcp.steer_index];
+	unsigned int n = rte_ring_sc_dequeue_burst(r, (void **)pkts, QD_BURST_MAX, NULL);
+	for (unsigned int i = 0; i < n; i++) {
+		struct rte_ipv4_hdr *ip;
+		enum qd_drop_reason reason;
+		/* Checked by the sender already; this only recovers the header pointer. */
+		if (qd_ipv4_check(pkts[i], &ip, &reason) != 0) {
+			drop(w, pkts[i], reason);
+			continue;
+		}
+		qd_tcp_input(w->tcp, pkts[i], ip, w->now_us);
+	}
+	qd_stat_add(&w->stats.steered_in, n);
 	return n;
 }
 
@@ -286,7 +401,7 @@ int
 qd_worker_main(void *arg)
 {
 	struct qd_worker *w = arg;
-	struct rte_mbuf *pkts[QD_BURST_MAX];
+	struct rte_mbuf *pkts[QD_FAULT_BURST_MAX];
 	const uint64_t hz = rte_get_tsc_hz();
 	const uint64_t idle_after = hz / 1000000 * w->conf.idle_after_us;
 	const uint64_t slow = hz / 1000000 * QD_SLOW_LOOP_US;
@@ -296,17 +411,25 @@ qd_worker_main(void *arg)
 	w->last_work_tsc = rte_rdtsc();
 	while (!__atomic_load_n(w->stop, __ATOMIC_ACQUIRE)) {
 		uint64_t start = rte_rdtsc();
+		w->now_us = start / w->tsc_per_us;
+		qd_tcp_services_set_now(w->services, w->now_us);
 		uint16_t n = rte_eth_rx_burst(w->conf.port_id, w->conf.queue_id, pkts,
 					      w->conf.burst);
+		if (unlikely(qd_fault_active(&w->fault))) {
+			n = qd_fault_apply(&w->fault, QD_FAULT_RX, pkts, n, RTE_DIM(pkts), start);
+			n += qd_fault_release(&w->fault, QD_FAULT_RX, start, pkts + n,
+					      (uint16_t)(RTE_DIM(pkts) - n));
+		}
 		for (uint16_t i = 0; i < n; i++) {
 			if (i + 1 < n)
 				rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
 			qd_worker_input(w, pkts[i]);
 		}
-		unsigned int msgs = drain_mailbox(w);
+		unsigned int msgs = drain_mailbox(w) + drain_steered(w);
+		qd_tcp_timers(w->tcp, w->now_us);
 		qd_worker_flush(w);
 		qd_stat_add(&w->stats.loops, 1);
-		if (n + msgs > 0) {
+		if (n + msgs > 0 || w->txq.count > 0) {
 			uint64_t end = rte_rdtsc();
 			qd_stat_add(&w->stats.busy_loops, 1);
 			qd_stat_add(&w->stats.busy_cycles, end - start);
@@ -314,7 +437,9 @@ qd_worker_main(void *arg)
 				qd_stat_add(&w->stats.slow_loops, 1);
 			w->last_work_tsc = end;
 			w->sleep_us = 0;
-		} else if (w->conf.idle && start - w->last_work_tsc > idle_after) {
+		} else if (w->conf.idle && start - w->last_work_tsc > idle_after &&
+			   qd_fault_held(&w->fault, QD_FAULT_RX) +
+				   qd_fault_held(&w->fault, QD_FAULT_TX) == 0) {
 			idle_sleep(w);
 		}
 	}

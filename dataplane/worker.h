@@ -16,10 +16,13 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include "fault.h"
 #include "iface.h"
 #include "lcore_stats.h"
 #include "msg.h"
 #include "neigh.h"
+#include "tcp.h"
+#include "tcp_services.h"
 
 #define QD_BURST_MAX 64
 #define QD_TXQ_MAX (2 * QD_BURST_MAX)
@@ -35,7 +38,14 @@ struct qd_worker_conf {
 	uint32_t idle_after_us;
 	uint32_t idle_sleep_max_us;
 	uint32_t neigh_capacity;
+	struct qd_fault_conf fault;
+	struct qd_tcp_conf tcp;        /* steer_index/steer_count: this worker among all */
+	struct qd_siphash_key secret;  /* ISNs and SYN cookies */
+	uint16_t echo_port;            /* 0 = off */
+	uint16_t discard_port;         /* 0 = off */
 };
+
+#define QD_STEER_RING_SIZE 4096 /* mbufs in flight to another worker */
 
 /* Packets produced during one iteration, sent in one burst at its end. */
 struct qd_txq {
@@ -52,6 +62,12 @@ struct qd_worker {
 	const bool *stop;               /* set by the main lcore, read with acquire */
 	bool has_port;                  /* false in unit tests: TX stays in txq */
 	struct qd_neigh_table neigh;    /* replica, written only from the mailbox */
+	struct qd_tcp_stack *tcp;
+	struct qd_tcp_services *services;
+	struct rte_ring *const *steer;  /* every worker's steering ring, by worker index */
+	uint64_t tsc_per_us;
+	uint64_t now_us;                /* read once per loop iteration */
+	struct qd_fault fault;
 	struct qd_txq txq;
 	/* Idle back-off state. */
 	uint64_t last_work_tsc;
@@ -59,10 +75,14 @@ struct qd_worker {
 	struct qd_lcore_stats stats __rte_cache_aligned;
 } __rte_cache_aligned;
 
+/* TCP settings for a worker that is alone (unit tests, benchmarks): small tables. */
+void qd_worker_tcp_conf_default(struct qd_tcp_conf *t);
+
 /* Allocate and initialise a worker (start-up only). NULL with errno set on failure. */
 struct qd_worker *qd_worker_create(const struct qd_worker_conf *conf, const struct qd_iface *iface,
 				   struct rte_mempool *pool, struct rte_ring *mailbox,
-				   struct rte_ring *events, const bool *stop, bool has_port);
+				   struct rte_ring *events, struct rte_ring *const *steer,
+				   const bool *stop, bool has_port);
 void qd_worker_destroy(struct qd_worker *w);
 
 /* Handle one received frame to completion; <m> is consumed (queued for TX or freed). */

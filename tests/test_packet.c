@@ -49,7 +49,8 @@ setup(void **state)
 		.lcore_id = 0, .burst = 32, .idle = false, .neigh_capacity = 64,
 	};
 	struct fixture *f = calloc(1, sizeof(*f));
-	f->w = qd_worker_create(&wc, &iface, pool, mailbox, events, &stop_flag, false);
+	qd_worker_tcp_conf_default(&wc.tcp);
+	f->w = qd_worker_create(&wc, &iface, pool, mailbox, events, NULL, &stop_flag, false);
 	assert_non_null(f->w);
 	*state = f;
 	return 0;

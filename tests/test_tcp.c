@@ -458,7 +458,8 @@ client_closed_p(void *arg)
 }
 
 static void
-echo_transfer(uint64_t bytes, uint32_t loss, uint32_t reorder, uint32_t dup, uint64_t seed)
+echo_transfer_delay(uint64_t bytes, uint32_t loss, uint32_t reorder, uint32_t dup, uint64_t seed,
+		    uint32_t delay_us)
 {
 	struct sim sm;
 	struct qd_tcp_conf cc = default_conf(), sc = default_conf();
@@ -468,7 +469,7 @@ echo_transfer(uint64_t bytes, uint32_t loss, uint32_t reorder, uint32_t dup, uin
 	sm.wire.loss_ppm = loss;
 	sm.wire.reorder_ppm = reorder;
 	sm.wire.dup_ppm = dup;
-	sm.wire.delay_us = 500;
+	sm.wire.delay_us = delay_us;
 	assert_int_equal(qd_tcp_listen(sm.nodes[1].s, ECHO_PORT, &listen_ops, NULL), 0);
 	struct client cl = {.total = bytes, .seed = seed};
 	struct qd_tcp_conn *c = qd_tcp_connect(sm.nodes[0].s, sm.nodes[1].ip, ECHO_PORT,
@@ -507,6 +508,21 @@ echo_transfer(uint64_t bytes, uint32_t loss, uint32_t reorder, uint32_t dup, uin
 	for (int st = 0; st < QD_TCP_STATE_MAX; st++)
 		assert_int_equal(states[st], 0);
 	sim_fini(&sm);
+}
+
+static void
+echo_transfer(uint64_t bytes, uint32_t loss, uint32_t reorder, uint32_t dup, uint64_t seed)
+{
+	echo_transfer_delay(bytes, loss, reorder, dup, seed, 500);
+}
+
+/* The lab's impaired profile: 2% loss, 5% reordering, 1% duplication, 10 ms each way. */
+static void
+test_echo_lab_profile(void **state)
+{
+	(void)state;
+	for (uint64_t seed = 30; seed < 34; seed++)
+		echo_transfer_delay(2 << 20, 20000, 50000, 10000, seed, 10000);
 }
 
 static void
@@ -702,6 +718,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_echo_bulk_clean),
 		cmocka_unit_test(test_echo_bulk_impaired),
 		cmocka_unit_test(test_echo_heavy_loss),
+		cmocka_unit_test(test_echo_lab_profile),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_syn_cookies),
 		cmocka_unit_test(test_rst_hardening),
