@@ -12,6 +12,7 @@
 
 #include <rte_ethdev.h>
 
+#include "ctl_tcp.h"
 #include "daemon.h"
 #include "qd_build.h"
 
@@ -170,6 +171,13 @@ cmd_stats(void *ctx, const json_t *args, json_t **data, char *err, size_t err_le
 	const struct qd_daemon *d = ctx;
 	json_t *o = json_object();
 	json_object_set_new(o, "port", port_json(d));
+	unsigned int avail = rte_mempool_avail_count(d->pool);
+	unsigned int size = d->pool->size;
+	/* in_use counts mbufs outside the pool and its per-lcore caches: held in RX/TX
+	 * rings, TCP queues and the fault layer. */
+	json_object_set_new(o, "pool", json_pack("{s:I, s:I, s:I}", "size", (json_int_t)size,
+						 "available", (json_int_t)avail, "in_use",
+						 (json_int_t)(size - avail)));
 	add_lcores(o, d);
 	*data = o;
 	return 0;
@@ -246,6 +254,9 @@ const struct qd_ctl_command qd_daemon_commands[] = {
 	{"status", cmd_status, "version, port, addresses, per-lcore and total counters"},
 	{"stats", cmd_stats, "port, per-lcore and total counters only"},
 	{"neigh", cmd_neigh, "the neighbour (ARP) table of the main lcore"},
+	{"tcp_probe", qd_ctl_tcp_probe,
+	 "start an echo-client probe: args target \"a.b.c.d:port\", connections, bytes"},
+	{"tcp_probe_status", qd_ctl_tcp_probe_status, "how the last tcp_probe went"},
 };
 
 const unsigned int qd_daemon_commands_count =

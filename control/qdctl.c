@@ -41,13 +41,19 @@ usage(FILE *out)
 		"  status     version, port, addresses, per-lcore and total counters (default)\n"
 		"  stats      port, per-lcore and total counters\n"
 		"  neigh      the neighbour (ARP) table\n"
+		"  tcp-probe TARGET [CONNECTIONS [BYTES]]\n"
+		"             open CONNECTIONS (default 1) TCP connections from the dispatcher's\n"
+		"             own stack to the echo server TARGET (a.b.c.d:port), send BYTES\n"
+		"             (default 65536) on each, check every echoed byte, and wait for\n"
+		"             the result (exit 0 only when every connection passed)\n"
 		"  help       the commands this daemon serves\n"
 		"\n"
 		"Options:\n"
 		"  -s, --socket PATH   control socket (default: $QD_CTL_SOCKET, else\n"
 		"                      " QD_CTL_SOCKET_DEFAULT ")\n"
 		"  -j, --json          print the reply's data as JSON instead of tables\n"
-		"  -t, --timeout MS    give up after MS milliseconds (default 5000)\n"
+		"  -t, --timeout MS    give up after MS milliseconds (default 5000; 120000 for\n"
+		"                      tcp-probe)\n"
 		"  -V, --version       print the version and exit\n"
 		"  -h, --help          print this help and exit\n"
 		"\n"
@@ -179,6 +185,9 @@ print_stats(const json_t *d)
 	       "%lld  nombuf %lld\n\n",
 	       num(p, "rx_packets"), num(p, "rx_bytes"), num(p, "tx_packets"), num(p, "tx_bytes"),
 	       num(p, "rx_missed"), num(p, "rx_errors"), num(p, "tx_errors"), num(p, "rx_nombuf"));
+	const json_t *pool = json_object_get(d, "pool");
+	if (pool != NULL)
+		printf("mbufs  %lld in use of %lld\n\n", num(pool, "in_use"), num(pool, "size"));
 	printf("%-6s %12s %12s %9s %9s %9s %9s %9s %7s %10s\n", "lcore", "rx_pkts", "tx_pkts",
 	       "arp_in", "arp_out", "echo_in", "echo_out", "drops", "busy", "sleeps");
 	size_t i;
@@ -261,6 +270,118 @@ print_help(const json_t *d)
 		printf("  %-10s %s\n", str(c, "name"), str(c, "help"));
 }
 
+/* One request/reply exchange; returns the reply object (caller decrefs) or NULL after
+ * printing why. <args> may be NULL; it is not consumed. */
+static json_t *
+request(const char *path, const char *cmd, json_t *args, int timeout_ms, int *status)
+{
+	json_t *req = json_pack("{s:i, s:s}", "v", QD_CTL_PROTO_VERSION, "cmd", cmd);
+	if (args != NULL)
+		json_object_set(req, "args", args);
+	char *req_s = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	char line[QD_CTL_REQUEST_MAX];
+	int n = snprintf(line, sizeof(line), "%s\n", req_s);
+	free(req_s);
+	if (n < 0 || (size_t)n >= sizeof(line)) {
+		fprintf(stderr, "qdctl: request too large\n");
+		*status = EXIT_USAGE;
+		return NULL;
+	}
+	char err[512];
+	char *reply_s = call(path, line, timeout_ms, err, sizeof(err));
+	if (reply_s == NULL) {
+		fprintf(stderr, "qdctl: %s\n", err);
+		*status = EXIT_UNREACHABLE;
+		return NULL;
+	}
+	json_error_t jerr;
+	json_t *reply = json_loads(reply_s, JSON_DISABLE_EOF_CHECK, &jerr);
+	free(reply_s);
+	if (!json_is_object(reply)) {
+		fprintf(stderr, "qdctl: malformed reply: %s\n", jerr.text);
+		json_decref(reply);
+		*status = EXIT_UNREACHABLE;
+		return NULL;
+	}
+	if (!json_is_true(json_object_get(reply, "ok"))) {
+		fprintf(stderr, "qdctl: %s: %s\n", cmd, str(reply, "error"));
+		json_decref(reply);
+		*status = EXIT_FAILED;
+		return NULL;
+	}
+	return reply;
+}
+
+static int
+parse_count(const char *what, const char *s, long long max, long long *out)
+{
+	char *end = NULL;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < 0 || v > max) {
+		fprintf(stderr, "qdctl: %s: '%s' is not a number in 0..%lld\n", what, s, max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* tcp-probe: start, then poll the status until done or the deadline. */
+static int
+tcp_probe(const char *path, int argc, char **argv, bool json_out, int timeout_ms)
+{
+	if (argc < 1 || argc > 3) {
+		fprintf(stderr, "qdctl: usage: tcp-probe TARGET [CONNECTIONS [BYTES]]\n");
+		return EXIT_USAGE;
+	}
+	long long conns = 1, bytes = 65536;
+	if ((argc > 1 && parse_count("connections", argv[1], 1 << 20, &conns) != 0) ||
+	    (argc > 2 && parse_count("bytes", argv[2], 1ll << 40, &bytes) != 0))
+		return EXIT_USAGE;
+	json_t *args = json_pack("{s:s, s:I, s:I}", "target", argv[0], "connections",
+				 (json_int_t)conns, "bytes", (json_int_t)bytes);
+	int status = EXIT_OK;
+	json_t *started = NULL;
+	/* The target's MAC may still be unknown: the daemon starts resolving it and the
+	 * workers wait; nothing to retry here. */
+	started = request(path, "tcp_probe", args, timeout_ms, &status);
+	json_decref(args);
+	if (started == NULL)
+		return status;
+	json_decref(started);
+	struct timespec deadline;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	json_t *reply = NULL;
+	for (;;) {
+		reply = request(path, "tcp_probe_status", NULL, timeout_ms, &status);
+		if (reply == NULL)
+			return status;
+		const json_t *d = json_object_get(reply, "data");
+		if (json_is_true(json_object_get(d, "done")) || remaining_ms(&deadline) == 0)
+			break;
+		json_decref(reply);
+		struct timespec nap = {.tv_sec = 0, .tv_nsec = 100 * 1000000};
+		nanosleep(&nap, NULL);
+	}
+	const json_t *d = json_object_get(reply, "data");
+	bool done = json_is_true(json_object_get(d, "done"));
+	bool passed = done && num(d, "failed") == 0 && num(d, "ok") == num(d, "wanted");
+	if (json_out) {
+		json_dumpf(d, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		printf("\n");
+	} else {
+		printf("tcp probe %lld to %s: %lld of %lld connections ok, %lld failed, %lld bytes "
+		       "verified, %lld mismatches%s\n",
+		       num(d, "id"), argv[0], num(d, "ok"), num(d, "wanted"), num(d, "failed"),
+		       num(d, "bytes_verified"), num(d, "mismatches"),
+		       done ? "" : " (not finished: timed out)");
+	}
+	json_decref(reply);
+	return passed ? EXIT_OK : EXIT_FAILED;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -277,6 +398,7 @@ main(int argc, char **argv)
 		path = QD_CTL_SOCKET_DEFAULT;
 	bool json_out = false;
 	int timeout_ms = 5000;
+	bool timeout_set = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "s:jt:Vh", longs, NULL)) != -1) {
 		switch (c) {
@@ -294,6 +416,7 @@ main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			timeout_ms = (int)v;
+			timeout_set = true;
 			break;
 		}
 		case 'V':
@@ -308,6 +431,9 @@ main(int argc, char **argv)
 		}
 	}
 	const char *cmd = optind < argc ? argv[optind] : "status";
+	if (strcmp(cmd, "tcp-probe") == 0)
+		return tcp_probe(path, argc - optind - 1, argv + optind + 1, json_out,
+				 timeout_set ? timeout_ms : 120000);
 	if (optind + 1 < argc) {
 		fprintf(stderr, "qdctl: unexpected argument '%s'\n", argv[optind + 1]);
 		return EXIT_USAGE;

@@ -51,6 +51,7 @@ struct qd_daemon {
 	uint64_t next_garp_ms;
 	struct qd_ctl_server ctl;
 	struct qd_main_stats stats;
+	uint32_t probe_id; /* last tcp_probe started */
 };
 
 /* Monotonic milliseconds. */

@@ -24,6 +24,7 @@ enum qd_msg_type {
 	QD_MSG_NEIGH_SET,         /* ip, mac, state: replica update */
 	QD_MSG_TX_ARP_REQUEST,    /* ip: who-has ip, from port.ip */
 	QD_MSG_TX_GARP,           /* ip: announce ip (one of ours) */
+	QD_MSG_TCP_PROBE,         /* ip, arg: port | conns << 16 | id << 32, arg2: bytes each */
 };
 
 struct qd_msg {
@@ -34,8 +35,9 @@ struct qd_msg {
 	uint8_t mac[6];
 	uint16_t lcore;   /* sender */
 	uint64_t arg;
+	uint64_t arg2;
 };
 
-_Static_assert(sizeof(struct qd_msg) == 24, "qd_msg must stay a multiple of 4 bytes");
+_Static_assert(sizeof(struct qd_msg) == 32, "qd_msg must stay a multiple of 4 bytes");
 
 #endif /* QD_MSG_H */

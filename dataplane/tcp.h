@@ -242,5 +242,6 @@ const char *qd_tcp_state_name(enum qd_tcp_state st);
 void qd_tcp_stack_read(const struct qd_tcp_stack *s, struct qd_tcp_counters *out,
 		       uint32_t states[QD_TCP_STATE_MAX]);
 const struct qd_tcp_conf *qd_tcp_stack_conf(const struct qd_tcp_stack *s);
+struct rte_mempool *qd_tcp_stack_pool(const struct qd_tcp_stack *s);
 
 #endif /* QD_TCP_H */

@@ -712,6 +712,12 @@ qd_tcp_stack_conf(const struct qd_tcp_stack *s)
 	return &s->conf;
 }
 
+struct rte_mempool *
+qd_tcp_stack_pool(const struct qd_tcp_stack *s)
+{
+	return s->pool;
+}
+
 void
 qd_tcp_stack_read(const struct qd_tcp_stack *s, struct qd_tcp_counters *out,
 		  uint32_t states[QD_TCP_STATE_MAX])

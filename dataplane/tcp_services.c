@@ -10,6 +10,7 @@
 #include "tcp_services.h"
 
 #include <errno.h>
+#include <string.h>
 
 #include <rte_lcore.h>
 #include <rte_malloc.h>
@@ -21,8 +22,30 @@ struct echo_state {
 	bool peer_fin;
 };
 
+struct probe_conn {
+	struct qd_tcp_services *svc;
+	struct qd_tcp_conn *conn;
+	uint64_t sent;
+	uint64_t received;
+	uint64_t mismatches;
+	uint32_t index;
+	bool shut;
+	bool peer_fin;
+};
+
+struct probe {
+	struct qd_tcp_probe_stats st; /* written with relaxed stores: the main lcore reads */
+	uint32_t ip_be;
+	uint16_t port;
+	uint64_t bytes;
+	uint32_t next;                /* next connection to open */
+	uint32_t live;
+	struct probe_conn conns[QD_TCP_PROBE_CONNS_MAX];
+};
+
 struct qd_tcp_services {
 	struct qd_tcp_stack *stack;
+	struct probe probe;
 	uint64_t now_us;
 	uint32_t max_conns;
 	uint32_t free_head; /* UINT32_MAX = empty */
@@ -228,4 +251,186 @@ void
 qd_tcp_services_set_now(struct qd_tcp_services *svc, uint64_t now_us)
 {
 	svc->now_us = now_us;
+}
+
+/* ---- TCP probe (active open) --------------------------------------------------- */
+
+#define PUB(field, value) __atomic_store_n(&(field), (value), __ATOMIC_RELAXED)
+#define GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+
+static uint8_t
+probe_byte(uint32_t id, uint32_t index, uint64_t off)
+{
+	uint64_t x = (off / 8) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)id << 32 | index);
+	x ^= x >> 31;
+	x *= 0xBF58476D1CE4E5B9ull;
+	x ^= x >> 29;
+	return (uint8_t)(x >> ((off % 8) * 8));
+}
+
+static void
+probe_pump(struct qd_tcp_conn *c)
+{
+	struct probe_conn *pc = qd_tcp_conn_app(c);
+	struct qd_tcp_services *svc = pc->svc;
+	struct probe *p = &svc->probe;
+	struct rte_mempool *pool = qd_tcp_stack_pool(svc->stack);
+	/* Bounded by the send buffer: stops at the first refusal. */
+	while (pc->sent < p->bytes) {
+		uint32_t n = (uint32_t)RTE_MIN(p->bytes - pc->sent, (uint64_t)1400);
+		struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
+		if (m == NULL)
+			return; /* retried on the next writable event */
+		uint8_t *d = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)n);
+		for (uint32_t i = 0; i < n; i++)
+			d[i] = probe_byte(p->st.id, pc->index, pc->sent + i);
+		int rc = qd_tcp_send(c, m, svc->now_us);
+		if (rc == -EAGAIN) {
+			rte_pktmbuf_free(m);
+			return;
+		}
+		if (rc != 0) {
+			if (rc != -ENOMEM)
+				rte_pktmbuf_free(m);
+			qd_tcp_abort(c, svc->now_us);
+			return;
+		}
+		pc->sent += n;
+	}
+	if (!pc->shut) {
+		pc->shut = true;
+		qd_tcp_shutdown(c, svc->now_us);
+	}
+}
+
+static void
+probe_connected(struct qd_tcp_conn *c)
+{
+	struct probe_conn *pc = qd_tcp_conn_app(c);
+	struct probe *p = &pc->svc->probe;
+	PUB(p->st.connected, p->st.connected + 1);
+	probe_pump(c);
+}
+
+static void
+probe_data(struct qd_tcp_conn *c, struct rte_mbuf *m)
+{
+	struct probe_conn *pc = qd_tcp_conn_app(c);
+	struct probe *p = &pc->svc->probe;
+	uint32_t len = rte_pktmbuf_pkt_len(m);
+	uint32_t off = 0;
+	/* Walk the segments: the payload may be chained. */
+	for (struct rte_mbuf *seg = m; seg != NULL; seg = seg->next) {
+		const uint8_t *d = rte_pktmbuf_mtod(seg, const uint8_t *);
+		for (uint32_t i = 0; i < seg->data_len; i++, off++) {
+			if (d[i] != probe_byte(p->st.id, pc->index, pc->received + off))
+				pc->mismatches++;
+		}
+	}
+	pc->received += len;
+	rte_pktmbuf_free(m);
+	qd_tcp_recv_consumed(c, len, pc->svc->now_us);
+}
+
+static void
+probe_peer_fin(struct qd_tcp_conn *c)
+{
+	struct probe_conn *pc = qd_tcp_conn_app(c);
+	pc->peer_fin = true;
+}
+
+static void
+probe_closed(struct qd_tcp_conn *c, enum qd_tcp_close_reason why)
+{
+	struct probe_conn *pc = qd_tcp_conn_app(c);
+	struct probe *p = &pc->svc->probe;
+	bool ok = why == QD_TCP_CLOSE_NORMAL && pc->peer_fin && pc->received == p->bytes &&
+		  pc->mismatches == 0 && pc->sent == p->bytes;
+	if (ok)
+		PUB(p->st.ok, p->st.ok + 1);
+	else
+		PUB(p->st.failed, p->st.failed + 1);
+	PUB(p->st.bytes_verified, p->st.bytes_verified + pc->received);
+	PUB(p->st.mismatches, p->st.mismatches + pc->mismatches);
+	pc->conn = NULL;
+	p->live--;
+	if (p->live == 0 && p->next == p->st.wanted)
+		PUB(p->st.done, true);
+}
+
+static const struct qd_tcp_ops probe_ops = {
+	.on_connected = probe_connected,
+	.on_data = probe_data,
+	.on_writable = probe_pump,
+	.on_peer_fin = probe_peer_fin,
+	.on_closed = probe_closed,
+};
+
+int
+qd_tcp_probe_start(struct qd_tcp_services *svc, uint32_t id, uint32_t ip_be, uint16_t port,
+		   uint32_t conns, uint64_t bytes)
+{
+	struct probe *p = &svc->probe;
+	if (conns > QD_TCP_PROBE_CONNS_MAX || port == 0 || ip_be == 0)
+		return -EINVAL;
+	/* Abandon a probe still running: its connections end as failures of its id. */
+	for (uint32_t i = 0; i < QD_TCP_PROBE_CONNS_MAX && p->live > 0; i++) {
+		if (p->conns[i].conn != NULL)
+			qd_tcp_abort(p->conns[i].conn, svc->now_us);
+	}
+	memset(&p->st, 0, sizeof(p->st));
+	p->ip_be = ip_be;
+	p->port = port;
+	p->bytes = bytes;
+	p->next = 0;
+	p->live = 0;
+	PUB(p->st.id, id);
+	PUB(p->st.wanted, conns);
+	PUB(p->st.done, conns == 0);
+	return 0;
+}
+
+void
+qd_tcp_probe_poll(struct qd_tcp_services *svc)
+{
+	struct probe *p = &svc->probe;
+	/* At most 64 opens per loop iteration: a probe never starves packet input. */
+	for (unsigned int n = 0; n < 64 && p->next < p->st.wanted; n++) {
+		struct probe_conn *pc = &p->conns[p->next];
+		memset(pc, 0, sizeof(*pc));
+		pc->svc = svc;
+		pc->index = p->next;
+		struct qd_tcp_conn *c = qd_tcp_connect(svc->stack, p->ip_be, p->port, &probe_ops, pc,
+						       svc->now_us);
+		if (c == NULL && errno == EAGAIN) {
+			PUB(p->st.resolve_waits, p->st.resolve_waits + 1);
+			return; /* next hop not resolved yet (or no free port): next loop */
+		}
+		p->next++;
+		if (c == NULL) {
+			PUB(p->st.failed, p->st.failed + 1);
+			if (p->live == 0 && p->next == p->st.wanted)
+				PUB(p->st.done, true);
+			continue;
+		}
+		pc->conn = c;
+		p->live++;
+		PUB(p->st.started, p->st.started + 1);
+	}
+}
+
+void
+qd_tcp_probe_read(const struct qd_tcp_services *svc, struct qd_tcp_probe_stats *out)
+{
+	const struct qd_tcp_probe_stats *st = &svc->probe.st;
+	out->id = GET(st->id);
+	out->wanted = GET(st->wanted);
+	out->started = GET(st->started);
+	out->connected = GET(st->connected);
+	out->ok = GET(st->ok);
+	out->failed = GET(st->failed);
+	out->bytes_verified = GET(st->bytes_verified);
+	out->mismatches = GET(st->mismatches);
+	out->resolve_waits = GET(st->resolve_waits);
+	out->done = GET(st->done);
 }

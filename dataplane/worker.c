@@ -246,6 +246,14 @@ qd_worker_handle_msg(struct qd_worker *w, const struct qd_msg *msg)
 	case QD_MSG_TX_GARP:
 		send_arp_request(w, msg->ip_be, msg->ip_be, &w->stats.garp_out);
 		return;
+	case QD_MSG_TCP_PROBE: {
+		uint16_t port = (uint16_t)(msg->arg & 0xffff);
+		uint32_t conns = (uint32_t)((msg->arg >> 16) & 0xffff);
+		uint32_t id = (uint32_t)(msg->arg >> 32);
+		if (qd_tcp_probe_start(w->services, id, msg->ip_be, port, conns, msg->arg2) != 0)
+			QD_LOG(WARNING, dp, "lcore %u: tcp probe %u refused", w->conf.lcore_id, id);
+		return;
+	}
 	case QD_MSG_NEIGH_LEARN:
 		break;
 	}
@@ -426,6 +434,7 @@ qd_worker_main(void *arg)
 			qd_worker_input(w, pkts[i]);
 		}
 		unsigned int msgs = drain_mailbox(w) + drain_steered(w);
+		qd_tcp_probe_poll(w->services);
 		qd_tcp_timers(w->tcp, w->now_us);
 		qd_worker_flush(w);
 		qd_stat_add(&w->stats.loops, 1);
