@@ -124,6 +124,8 @@ qd_ctl_tcp_probe_status(void *ctx, const json_t *args, json_t **data, char *err,
 		sum.bytes_verified += st.bytes_verified;
 		sum.mismatches += st.mismatches;
 		sum.resolve_waits += st.resolve_waits;
+		for (unsigned int r = 0; r < RTE_DIM(st.closed_by); r++)
+			sum.closed_by[r] += st.closed_by[r];
 	}
 	*data = json_pack("{s:i, s:b, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:i}", "id",
 			  (int)d->probe_id, "done", done, "wanted", (int)sum.wanted, "started",
@@ -131,5 +133,12 @@ qd_ctl_tcp_probe_status(void *ctx, const json_t *args, json_t **data, char *err,
 			  "failed", (int)sum.failed, "bytes_verified",
 			  (json_int_t)sum.bytes_verified, "mismatches", (json_int_t)sum.mismatches,
 			  "resolve_waits", (int)sum.resolve_waits);
+	json_object_set_new(*data, "failed_by",
+			    json_pack("{s:i, s:i, s:i, s:i, s:i}", "incomplete",
+				      (int)sum.closed_by[QD_TCP_CLOSE_NORMAL], "reset",
+				      (int)sum.closed_by[QD_TCP_CLOSE_RESET], "abort",
+				      (int)sum.closed_by[QD_TCP_CLOSE_ABORT], "timeout",
+				      (int)sum.closed_by[QD_TCP_CLOSE_TIMEOUT], "refused",
+				      (int)sum.closed_by[QD_TCP_CLOSE_REFUSED]));
 	return 0;
 }

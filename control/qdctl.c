@@ -377,6 +377,14 @@ tcp_probe(const char *path, int argc, char **argv, bool json_out, int timeout_ms
 		       num(d, "id"), argv[0], num(d, "ok"), num(d, "wanted"), num(d, "failed"),
 		       num(d, "bytes_verified"), num(d, "mismatches"),
 		       done ? "" : " (not finished: timed out)");
+		if (num(d, "failed") > 0) {
+			const char *key;
+			const json_t *v;
+			printf("failed by:");
+			json_object_foreach((json_t *)json_object_get(d, "failed_by"), key, v)
+				printf(" %s %lld", key, (long long)json_integer_value(v));
+			printf("\n");
+		}
 	}
 	json_decref(reply);
 	return passed ? EXIT_OK : EXIT_FAILED;

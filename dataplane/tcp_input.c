@@ -724,6 +724,12 @@ conn_input(struct qd_tcp_conn *c, struct rte_mbuf *m, const struct qd_tcp_seg *s
 		rte_pktmbuf_free(m);
 		return;
 	}
+	if ((seg->flags & TCP_RST) && c->state == QD_TCP_TIME_WAIT) {
+		/* RFC 1337: a RST must not cut TIME_WAIT short (old duplicates would then be
+		 * accepted by a new incarnation). */
+		rte_pktmbuf_free(m);
+		return;
+	}
 	if (seg->flags & TCP_RST) {
 		/* RFC 5961 3.2: only an exact match resets; in-window gets a challenge. */
 		if (seg->seq == c->rcv_nxt) {

@@ -344,12 +344,19 @@ probe_closed(struct qd_tcp_conn *c, enum qd_tcp_close_reason why)
 {
 	struct probe_conn *pc = qd_tcp_conn_app(c);
 	struct probe *p = &pc->svc->probe;
-	bool ok = why == QD_TCP_CLOSE_NORMAL && pc->peer_fin && pc->received == p->bytes &&
-		  pc->mismatches == 0 && pc->sent == p->bytes;
-	if (ok)
+	/* Every byte back and checked, then the server's FIN; a server that resets after
+	 * echoing everything (its kernel answering a late duplicate of ours after it
+	 * closed) also completed the exchange. */
+	bool complete = pc->received == p->bytes && pc->mismatches == 0 && pc->sent == p->bytes;
+	bool ok = complete && ((why == QD_TCP_CLOSE_NORMAL && pc->peer_fin) ||
+			       (why == QD_TCP_CLOSE_RESET && pc->shut));
+	if (ok) {
 		PUB(p->st.ok, p->st.ok + 1);
-	else
+	} else {
 		PUB(p->st.failed, p->st.failed + 1);
+		if ((unsigned int)why < RTE_DIM(p->st.closed_by))
+			PUB(p->st.closed_by[why], p->st.closed_by[why] + 1);
+	}
 	PUB(p->st.bytes_verified, p->st.bytes_verified + pc->received);
 	PUB(p->st.mismatches, p->st.mismatches + pc->mismatches);
 	pc->conn = NULL;
@@ -433,4 +440,6 @@ qd_tcp_probe_read(const struct qd_tcp_services *svc, struct qd_tcp_probe_stats *
 	out->mismatches = GET(st->mismatches);
 	out->resolve_waits = GET(st->resolve_waits);
 	out->done = GET(st->done);
+	for (unsigned int i = 0; i < RTE_DIM(st->closed_by); i++)
+		out->closed_by[i] = GET(st->closed_by[i]);
 }

@@ -41,6 +41,8 @@ struct qd_tcp_probe_stats {
 	uint64_t bytes_verified;
 	uint64_t mismatches;
 	uint32_t resolve_waits; /* loops spent waiting for the next hop's MAC */
+	uint32_t closed_by[5];  /* failures by enum qd_tcp_close_reason (0: normal close but
+				 * bytes or FIN missing) */
 	bool done;
 };
 
