@@ -185,6 +185,14 @@ struct qd_tcp_stack {
 	struct qd_tcp_counters counters;
 };
 
+/* Room left in the window we last advertised (0 when nothing was advertised beyond
+ * rcv_nxt): the right edge never moves left, whatever the buffer does now. */
+static inline uint32_t
+tcp_adv_room(const struct qd_tcp_conn *c)
+{
+	return SEQ_GT(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
+}
+
 static inline struct qd_tcp_mbuf_meta *
 tcp_meta(const struct qd_tcp_stack *s, struct rte_mbuf *m)
 {

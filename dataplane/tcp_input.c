@@ -227,6 +227,8 @@ cookie_open(struct qd_tcp_stack *s, struct qd_tcp_listener *l, const struct qd_t
 	c->peer_mac = seg->src_mac;
 	c->irs = seg->seq - 1;
 	c->rcv_nxt = seg->seq;
+	/* The cookie SYN-ACK offered an unscaled window of at most 64 KiB. */
+	c->rcv_adv = c->rcv_nxt + u32_min(qd_tcp_rcv_window(c), 65535u);
 	c->iss = seg->ack - 1;
 	c->snd_una = c->snd_nxt = c->snd_max = seg->ack;
 	c->mss = (uint16_t)u32_min(mss, s->conf.mss);
@@ -640,7 +642,7 @@ process_data(struct qd_tcp_conn *c, struct rte_mbuf *m, const struct qd_tcp_seg 
 		len -= skip;
 	}
 	/* And what lies beyond the window on the right (a FIN there is dropped too). */
-	uint32_t wnd = u32_max(qd_tcp_rcv_window(c), c->rcv_adv - c->rcv_nxt);
+	uint32_t wnd = u32_max(qd_tcp_rcv_window(c), tcp_adv_room(c));
 	if (SEQ_GT(seq + len, c->rcv_nxt + wnd)) {
 		uint32_t over = seq + len - (c->rcv_nxt + wnd);
 		over = u32_min(over, len);
@@ -709,7 +711,7 @@ conn_input(struct qd_tcp_conn *c, struct rte_mbuf *m, const struct qd_tcp_seg *s
 		rte_pktmbuf_free(m);
 		return;
 	}
-	uint32_t rcv_wnd = u32_max(qd_tcp_rcv_window(c), c->rcv_adv - c->rcv_nxt);
+	uint32_t rcv_wnd = u32_max(qd_tcp_rcv_window(c), tcp_adv_room(c));
 	if (!acceptable(c, seg, rcv_wnd)) {
 		/* RFC 9293 3.10.7.4: with a zero receive window, still take valid ACKs, or
 		 * both sides can wait on each other forever. */

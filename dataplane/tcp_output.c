@@ -44,8 +44,8 @@ static uint16_t
 window_field(struct qd_tcp_conn *c, bool syn)
 {
 	uint32_t wnd = qd_tcp_rcv_window(c);
-	if (SEQ_GT(c->rcv_adv, c->rcv_nxt) && wnd < c->rcv_adv - c->rcv_nxt)
-		wnd = c->rcv_adv - c->rcv_nxt;
+	if (wnd < tcp_adv_room(c))
+		wnd = tcp_adv_room(c);
 	uint32_t field = syn ? u32_min(wnd, 65535u) : wnd >> c->rcv_wscale;
 	if (field > 65535)
 		field = 65535;

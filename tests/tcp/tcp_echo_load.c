@@ -15,6 +15,10 @@
  * connection and the peer's FIN (--idle-timeout), and the whole run
  * (--timeout). Every table is sized once at start. One thread.
  *
+ * For the lab's peer-RST and vanishing-peer tests, --hold keeps every
+ * connection open and idle for a while after its last message, and --abort
+ * ends it with a RST (SO_LINGER 0) instead of a FIN.
+ *
  * With --serve it is instead a small kernel echo (or discard) server: the
  * peer used to check this tool and qdtcpbulk on loopback, and the Linux
  * baseline that the benchmarks compare qdispatchd with.
@@ -93,6 +97,7 @@ enum conn_state {
 	CONN_CONNECTING, /* connect() in progress; deadline = connect timeout */
 	CONN_BARRIER,	/* connected; waits until every connection settled (--barrier) */
 	CONN_ACTIVE,	/* sending and verifying messages; deadline = idle timeout */
+	CONN_HOLD,	/* every byte verified; idle until the deadline (--hold) */
 	CONN_FIN_WAIT,	/* every byte verified, SHUT_WR sent; waits for the peer's FIN */
 	CONN_OK,	/* verified and closed */
 	CONN_FAILED,	/* closed on an error; conn.fail says which */
@@ -148,6 +153,8 @@ struct opts {
 	bool idle_timeout_set;
 	bool serve_clients_set;
 	bool half_close;
+	bool abort_close; /* --abort: close with SO_LINGER 0 (RST) */
+	uint64_t hold_ns; /* --hold */
 	bool barrier;
 	bool json;
 	bool progress;
@@ -199,6 +206,7 @@ struct run {
 	uint32_t open_max;
 	uint32_t ok;
 	uint32_t failed;
+	uint32_t aborted; /* connections closed with a RST (--abort) */
 	bool released; /* the barrier let everyone go */
 	uint64_t messages;
 	uint64_t bytes_sent;
@@ -518,11 +526,18 @@ usage(FILE *f)
 "  --half-close           after the last byte came back, shutdown(SHUT_WR) and\n"
 "                         expect the peer's FIN (and nothing else); otherwise\n"
 "                         close() right away\n"
+"  --hold S               after the last byte came back, keep the connection\n"
+"                         open and idle S seconds before closing it; a byte,\n"
+"                         FIN or RST from the peer meanwhile fails it\n"
+"                         (default 0)\n"
+"  --abort                close with SO_LINGER 0, so the kernel sends a RST\n"
+"                         instead of a FIN (the peer-RST test); excludes\n"
+"                         --half-close\n"
 "  --connect-timeout S    limit on each connect() (default 10)\n"
 "  --idle-timeout S       limit on a connection making no progress, and on the\n"
 "                         peer's FIN after our SHUT_WR (default 10)\n"
 "  --timeout S            limit on the whole run (default 300, or --duration\n"
-"                         plus 60); what is still open then fails\n"
+"                         plus 60; plus --hold); what is still open then fails\n"
 "  --json                 print the result as one JSON object on stdout\n"
 "  --progress             print a status line on stderr every second\n"
 "  -v, --verbose          print every failure as it happens (stderr)\n"
@@ -565,6 +580,8 @@ enum {
 	OPT_SOURCE,
 	OPT_BARRIER,
 	OPT_HALF_CLOSE,
+	OPT_HOLD,
+	OPT_ABORT,
 	OPT_CONNECT_TIMEOUT,
 	OPT_IDLE_TIMEOUT,
 	OPT_TIMEOUT,
@@ -587,6 +604,8 @@ static const struct option long_opts[] = {
 	{ "source", required_argument, NULL, OPT_SOURCE },
 	{ "barrier", no_argument, NULL, OPT_BARRIER },
 	{ "half-close", no_argument, NULL, OPT_HALF_CLOSE },
+	{ "hold", required_argument, NULL, OPT_HOLD },
+	{ "abort", no_argument, NULL, OPT_ABORT },
 	{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
 	{ "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
@@ -669,6 +688,10 @@ apply_opt(struct opts *o, int c, const char *arg, bool *messages_set)
 			return bad_value("timeout", arg, "seconds > 0");
 		o->timeout_set = true;
 		return 0;
+	case OPT_HOLD:
+		if (parse_seconds(arg, 0.0, &o->hold_ns) != 0)
+			return bad_value("hold", arg, "seconds >= 0");
+		return 0;
 	case OPT_MAX_CLIENTS:
 		if (parse_u64(arg, 1, CONNECTIONS_MAX, &v) != 0)
 			return bad_value("max-clients", arg, "1..1000000");
@@ -677,6 +700,7 @@ apply_opt(struct opts *o, int c, const char *arg, bool *messages_set)
 		return 0;
 	case OPT_BARRIER: o->barrier = true; return 0;
 	case OPT_HALF_CLOSE: o->half_close = true; return 0;
+	case OPT_ABORT: o->abort_close = true; return 0;
 	case OPT_JSON: o->json = true; return 0;
 	case OPT_PROGRESS: o->progress = true; return 0;
 	case OPT_DISCARD: o->serve_discard = true; return 0;
@@ -708,8 +732,14 @@ check_opts(struct opts *o, bool messages_set)
 			o->size_min_bytes, o->size_max_bytes);
 		return -EINVAL;
 	}
+	if (o->abort_close && o->half_close) {
+		fprintf(stderr, "qdtcpload: --abort and --half-close exclude each other\n");
+		return -EINVAL;
+	}
 	if (!o->timeout_set && o->duration_ns != 0)
 		o->timeout_ns = o->duration_ns + 60 * NS_PER_S;
+	if (!o->timeout_set)
+		o->timeout_ns += o->hold_ns;
 	if (o->duration_ns != 0 && o->timeout_ns <= o->duration_ns) {
 		fprintf(stderr, "qdtcpload: --timeout must be longer than --duration\n");
 		return -EINVAL;
@@ -882,6 +912,16 @@ static void
 conn_done(struct run *r, struct conn *c)
 {
 	assert(c->fd >= 0 && c->rx_off == c->tx_off);
+	if (r->o->abort_close) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+		/* close() then sends a RST and drops the socket at once. */
+		if (setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) != 0) {
+			conn_fail(r, c, FAIL_IO, errno);
+			return;
+		}
+		r->aborted++;
+	}
 	close(c->fd);
 	c->fd = -1;
 	c->state = CONN_OK;
@@ -965,6 +1005,16 @@ conn_next_message(struct run *r, struct conn *c, uint64_t now)
 		c->msg_start_ns = now_ns();
 		c->deadline_ns = now + o->idle_timeout_ns;
 		conn_write(r, c, now);
+		return;
+	}
+	if (o->hold_ns != 0 && c->state != CONN_HOLD) {
+		/* The sweep ends the hold and comes back here. */
+		c->state = CONN_HOLD;
+		c->deadline_ns = now + o->hold_ns;
+		int err = conn_want_out(r, c, false);
+
+		if (err != 0)
+			conn_fail(r, c, FAIL_IO, -err);
 		return;
 	}
 	if (!o->half_close) {
@@ -1136,7 +1186,8 @@ conn_event(struct run *r, uint32_t index, uint32_t events, uint64_t now)
 			conn_fail(r, c, FAIL_CONNECT, err != 0 ? err : ECONNABORTED);
 		return;
 	}
-	if (c->state != CONN_ACTIVE && c->state != CONN_FIN_WAIT && c->state != CONN_BARRIER)
+	if (c->state != CONN_ACTIVE && c->state != CONN_FIN_WAIT && c->state != CONN_BARRIER &&
+	    c->state != CONN_HOLD)
 		return; /* closed earlier in this batch */
 	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0)
 		conn_read(r, c, now);
@@ -1160,6 +1211,8 @@ sweep(struct run *r, uint64_t now, enum fail_reason all_reason)
 			conn_fail(r, c, all_reason, 0);
 		else if (now < c->deadline_ns)
 			continue;
+		else if (c->state == CONN_HOLD)
+			conn_next_message(r, c, now); /* held long enough: close */
 		else if (c->state == CONN_CONNECTING)
 			conn_fail(r, c, FAIL_CONNECT_TIMEOUT, 0);
 		else if (c->state == CONN_FIN_WAIT)
@@ -1348,10 +1401,11 @@ report_json(const struct run *r, uint64_t elapsed_ns)
 	fprintf(f, ",\"seed\":%" PRIu64 ",\"connections\":%u,\"connections_ok\":%u,"
 		"\"connections_failed\":%u,\"connections_open_max\":%u,\"messages\":%" PRIu64
 		",\"bytes_sent\":%" PRIu64 ",\"bytes_received\":%" PRIu64
-		",\"mismatches\":%" PRIu64 ",\"resets\":%" PRIu64 ",\"duration_s\":%.3f,",
+		",\"mismatches\":%" PRIu64 ",\"resets\":%" PRIu64 ",\"aborted\":%u,"
+		"\"duration_s\":%.3f,",
 		o->seed, o->connections, r->ok, r->failed, r->open_max, r->messages, r->bytes_sent,
 		r->bytes_received, r->fail_counts[FAIL_MISMATCH], r->fail_counts[FAIL_RESET],
-		(double)elapsed_ns / (double)NS_PER_S);
+		r->aborted, (double)elapsed_ns / (double)NS_PER_S);
 	fputs("\"failed_by_reason\":{", f);
 	for (int i = FAIL_NONE + 1; i < FAIL_REASONS; i++)
 		fprintf(f, "%s\"%s\":%" PRIu64, i == FAIL_NONE + 1 ? "" : ",", fail_names[i],
@@ -1431,8 +1485,8 @@ report_text(const struct run *r, uint64_t elapsed_ns)
 		if (r->fail_counts[i] != 0)
 			fprintf(f, " %s %" PRIu64, fail_names[i], r->fail_counts[i]);
 	fprintf(f, "%s\n", r->failed == 0 ? " none" : "");
-	fprintf(f, "mismatches: %" PRIu64 ", resets: %" PRIu64 "\n",
-		r->fail_counts[FAIL_MISMATCH], r->fail_counts[FAIL_RESET]);
+	fprintf(f, "mismatches: %" PRIu64 ", resets: %" PRIu64 ", aborted by us: %u\n",
+		r->fail_counts[FAIL_MISMATCH], r->fail_counts[FAIL_RESET], r->aborted);
 	text_errnos(f, "connect errors", r->connect_errno);
 	text_errnos(f, "socket errors", r->io_errno);
 	fprintf(f, "latency_us: min %.1f p50 %.1f p90 %.1f p99 %.1f p99.9 %.1f max %.1f "
