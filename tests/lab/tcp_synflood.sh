@@ -296,10 +296,12 @@ done
 		fail "qdispatchd accepted $d_accepted connections, the clients opened $LEGIT"
 	[[ $d_bad_checksum -eq 0 && $d_bad_header -eq 0 ]] ||
 		fail "bad_checksum +$d_bad_checksum, bad_header +$d_bad_header: malformed SYNs"
-	# The clients' data arrives in order on this clean link: an out-of-order segment
-	# means a connection refused its first data (the cookie window bug, now fixed).
-	[[ $d_ooo_queued -eq 0 ]] ||
-		fail "ooo_queued +$d_ooo_queued: cookie connections refused in-order data"
+	# The clients' data arrives in order on this link unless the flood overflows the
+	# port's ring; the cookie window bug (fixed) put about half of all connections
+	# out of order. Allow 5 % for ring losses.
+	[[ $((d_ooo_queued * 20)) -le $LEGIT ]] ||
+		fail "ooo_queued +$d_ooo_queued for $LEGIT connections: cookie connections" \
+			"refused in-order data"
 }
 syn_rcvd_max=$(sort -n "$TMP/syn_rcvd" | tail -n 1)
 echo "SYN_RCVD during the flood: at most $syn_rcvd_max ($(wc -l <"$TMP/syn_rcvd") samples)"
