@@ -258,8 +258,10 @@ notify_closed(struct qd_tcp_conn *c, enum qd_tcp_close_reason why)
 void
 qd_tcp_conn_close(struct qd_tcp_conn *c, enum qd_tcp_close_reason why)
 {
-	if (c->state == QD_TCP_CLOSED)
+	/* on_closed() may close or abort other connections, this one included. */
+	if (c->state == QD_TCP_CLOSED || c->closing)
 		return;
+	c->closing = true;
 	qd_tcp_stack_enter(c->stack);
 	notify_closed(c, why);
 	conn_release(c);
@@ -392,16 +394,20 @@ qd_tcp_timers(struct qd_tcp_stack *s, uint64_t now_us)
 		from = now_ms - QD_TCP_WHEEL_SLOTS + 1;
 	s->wheel_now_ms = now_ms;
 	for (uint64_t t = from; t < from + slots; t++) {
-		struct qd_tcp_conn *c = s->wheel[t % QD_TCP_WHEEL_SLOTS];
-		/* Bounded by the connections in the slot; rescheduled ones land in later
-		 * slots or, when due again now, at this slot's head behind the cursor. */
+		struct qd_tcp_conn **slot = &s->wheel[t % QD_TCP_WHEEL_SLOTS];
+		struct qd_tcp_conn *c = *slot;
+		/* A callback run by conn_timers() may release any connection, the next one in
+		 * this slot included: after each firing, start the slot again. It ends: a
+		 * fired connection leaves the slot or is rescheduled after now_ms, where
+		 * this pass skips it. */
 		while (c != NULL) {
-			struct qd_tcp_conn *next = c->wheel_next;
-			if (c->wheel_ms <= now_ms) {
-				wheel_unlink(c);
-				conn_timers(c, now_us);
+			if (c->wheel_ms > now_ms) {
+				c = c->wheel_next;
+				continue;
 			}
-			c = next;
+			wheel_unlink(c);
+			conn_timers(c, now_us);
+			c = *slot;
 		}
 	}
 	qd_tcp_stack_leave(s);
@@ -649,7 +655,7 @@ qd_tcp_shutdown(struct qd_tcp_conn *c, uint64_t now_us)
 void
 qd_tcp_abort(struct qd_tcp_conn *c, uint64_t now_us)
 {
-	if (c->state == QD_TCP_CLOSED)
+	if (c->state == QD_TCP_CLOSED || c->closing)
 		return;
 	qd_tcp_stack_enter(c->stack);
 	if (c->state != QD_TCP_SYN_SENT && c->state != QD_TCP_TIME_WAIT)

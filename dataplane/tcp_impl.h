@@ -38,6 +38,7 @@ u32_max(uint32_t a, uint32_t b)
 #define TCP_HDR_ROOM (RTE_ETHER_HDR_LEN + 20 + 60)
 #define TCP_WSCALE_MAX 14
 #define TCP_MSS_DEFAULT 536
+#define TCP_MSS_MIN 88
 
 /* 4-tuple in network byte order, local side first. */
 struct qd_tcp_key {
@@ -91,6 +92,7 @@ struct qd_tcp_conn {
 	bool persist;
 	bool rtt_timing;
 	bool zombie;         /* released: freed when the stack unwinds */
+	bool closing;        /* inside qd_tcp_conn_close: nested closes are no-ops */
 	uint8_t snd_wscale;
 	uint8_t rcv_wscale;
 	uint8_t dupacks;

@@ -115,7 +115,12 @@ static void
 negotiate(struct qd_tcp_conn *c, const struct qd_tcp_seg *seg)
 {
 	const struct qd_tcp_conf *cf = &c->stack->conf;
+	/* Clamp the peer's MSS (Linux: TCP_MIN_MSS 88): a tiny value would make us cut
+	 * the send buffer into one mbuf per byte, and MSS - 12 with timestamps must never
+	 * reach 0 (a zero cwnd divides by zero in congestion avoidance). */
 	uint16_t peer_mss = seg->mss != 0 ? seg->mss : TCP_MSS_DEFAULT;
+	if (peer_mss < TCP_MSS_MIN)
+		peer_mss = TCP_MSS_MIN;
 	c->ws_ok = seg->wscale >= 0;
 	c->snd_wscale = c->ws_ok ? (uint8_t)seg->wscale : 0;
 	if (!c->ws_ok)
@@ -171,6 +176,7 @@ passive_open(struct qd_tcp_stack *s, struct qd_tcp_listener *l, const struct qd_
 	c->peer_mac = seg->src_mac;
 	c->irs = seg->seq;
 	c->rcv_nxt = seg->seq + 1;
+	c->rcv_adv = c->rcv_nxt; /* nothing offered yet; the SYN-ACK offers the window */
 	c->iss = qd_tcp_isn(s, &seg->key, now_us);
 	c->ts_offset = (uint32_t)(qd_siphash(&s->secret, &seg->key, sizeof(seg->key)) >> 32);
 	c->snd_una = c->snd_nxt = c->snd_max = c->iss;
@@ -266,6 +272,7 @@ syn_sent(struct qd_tcp_conn *c, const struct qd_tcp_seg *seg, uint64_t now_us)
 		return;
 	c->irs = seg->seq;
 	c->rcv_nxt = seg->seq + 1;
+	c->rcv_adv = c->rcv_nxt; /* what our SYN offered was relative to nothing */
 	negotiate(c, seg);
 	c->snd_wnd = seg->wnd;
 	c->max_snd_wnd = c->snd_wnd;
@@ -432,6 +439,10 @@ process_ack(struct qd_tcp_conn *c, const struct qd_tcp_seg *seg, uint64_t now_us
 		challenge_ack(c, now_us);
 		return false;
 	}
+	/* RFC 9293 3.8.6.1: a peer that answers our zero-window probes is alive; only
+	 * unanswered probes count towards giving up. */
+	if (c->persist)
+		c->retries = 0;
 	uint32_t old_wnd = c->snd_wnd;
 	if (SEQ_GT(seg->ack, c->snd_una)) {
 		uint32_t acked = seg->ack - c->snd_una;
@@ -736,7 +747,10 @@ conn_input(struct qd_tcp_conn *c, struct rte_mbuf *m, const struct qd_tcp_seg *s
 		/* RFC 5961 3.2: only an exact match resets; in-window gets a challenge. */
 		if (seg->seq == c->rcv_nxt) {
 			TCP_COUNT(s, resets_in);
-			qd_tcp_conn_close(c, QD_TCP_CLOSE_RESET);
+			/* RFC 9293: in SYN_RCVD reached by an active open, "connection refused". */
+			qd_tcp_conn_close(c, c->state == QD_TCP_SYN_RCVD && !c->passive
+						     ? QD_TCP_CLOSE_REFUSED
+						     : QD_TCP_CLOSE_RESET);
 		} else {
 			challenge_ack(c, now_us);
 		}
@@ -770,6 +784,10 @@ conn_input(struct qd_tcp_conn *c, struct rte_mbuf *m, const struct qd_tcp_seg *s
 		rte_pktmbuf_free(m);
 		return;
 	}
+	/* tcp.fin_wait2_ms bounds a silent FIN_WAIT_2, not a half-closed connection that is
+	 * still receiving. */
+	if (c->state == QD_TCP_FIN_WAIT_2)
+		c->tw_at = now_us + (uint64_t)s->conf.fin_wait2_ms * 1000;
 	process_data(c, m, seg, now_us);
 	if (c->state != QD_TCP_CLOSED)
 		qd_tcp_output(c, now_us);
@@ -808,7 +826,9 @@ qd_tcp_input(struct qd_tcp_stack *s, struct rte_mbuf *m, struct rte_ipv4_hdr *ip
 			if (c->state != QD_TCP_CLOSED)
 				qd_tcp_conn_schedule(c);
 		}
-	} else if (!(seg.flags & TCP_RST)) {
+	} else if (seg.flags & TCP_ACK) {
+		/* RFC 9293 3.10.7.2: an ACK to a listener gets a RST; a segment with none of
+		 * SYN, ACK, RST is dropped. */
 		qd_tcp_reply_rst(s, &seg);
 	}
 	rte_pktmbuf_free(m);

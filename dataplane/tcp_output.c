@@ -50,7 +50,7 @@ window_field(struct qd_tcp_conn *c, bool syn)
 	if (field > 65535)
 		field = 65535;
 	uint32_t offered = syn ? field : field << c->rcv_wscale;
-	if (SEQ_GT(c->rcv_nxt + offered, c->rcv_adv) || c->rcv_adv == 0)
+	if (SEQ_GT(c->rcv_nxt + offered, c->rcv_adv))
 		c->rcv_adv = c->rcv_nxt + offered;
 	return (uint16_t)field;
 }
@@ -365,6 +365,16 @@ qd_tcp_output(struct qd_tcp_conn *c, uint64_t now_us)
 				qd_tcp_arm_rto(c, now_us);
 		}
 	}
+	/* After a timeout went back to the FIN's position: send the same FIN again. */
+	if (c->sq_send == NULL && c->fin_sent && !c->fin_acked && c->snd_nxt == c->fin_seq) {
+		struct seg_out o = {.seq = c->fin_seq, .flags = TCP_ACK | TCP_FIN};
+		if (emit(c, &o, now_us) == 0) {
+			TCP_COUNT(s, retransmits);
+			c->snd_nxt = c->fin_seq + 1;
+			if (c->rto_at == 0)
+				qd_tcp_arm_rto(c, now_us);
+		}
+	}
 	/* Zero window with data waiting and nothing in flight: probe (persist timer). */
 	if (c->sq_send != NULL && c->snd_nxt == c->snd_una && c->rto_at == 0) {
 		c->persist = true;
@@ -410,10 +420,8 @@ qd_tcp_rto_fire(struct qd_tcp_conn *c, uint64_t now_us)
 	c->rtt_timing = false;
 	c->snd_nxt = c->snd_una;
 	c->sq_send = c->sq_head;
-	if (c->fin_sent && !c->fin_acked)
-		c->fin_sent = false;
 	bool sent_any = false;
-	if (c->sq_send != NULL || (c->fin_queued && !c->fin_sent)) {
+	if (c->sq_send != NULL || (c->fin_queued && !c->fin_acked)) {
 		uint32_t before = c->snd_nxt;
 		/* A zero window must not stop the retransmission of the head. */
 		uint32_t saved = c->snd_wnd;
