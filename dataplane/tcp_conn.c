@@ -34,6 +34,18 @@ qd_tcp_state_name(enum qd_tcp_state st)
 	return (unsigned int)st < QD_TCP_STATE_MAX ? state_names[st] : "?";
 }
 
+_Static_assert(sizeof(struct qd_tcp_key) == 12, "qd_tcp_key is three 32-bit words");
+
+/* CRC32C over the three 32-bit words of the key: rte_hash_crc() would read 8 bytes
+ * at a time from a 4-byte aligned key, which UBSan rightly refuses. */
+static uint32_t
+tcp_key_hash(const void *key, uint32_t len, uint32_t init)
+{
+	const uint32_t *w = key;
+	(void)len;
+	return rte_hash_crc_4byte(w[2], rte_hash_crc_4byte(w[1], rte_hash_crc_4byte(w[0], init)));
+}
+
 struct qd_tcp_stack *
 qd_tcp_stack_create(const struct qd_tcp_conf *conf, unsigned int lcore_id,
 		    struct rte_mempool *pool, const struct rte_ether_addr *our_mac,
@@ -80,7 +92,7 @@ qd_tcp_stack_create(const struct qd_tcp_conf *conf, unsigned int lcore_id,
 		.name = name,
 		.entries = u32_max(conf->max_connections * 2u, 64u),
 		.key_len = sizeof(struct qd_tcp_key),
-		.hash_func = rte_hash_crc,
+		.hash_func = tcp_key_hash,
 		.hash_func_init_val = (uint32_t)secret->k1,
 		.socket_id = socket,
 		.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE,
