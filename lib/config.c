@@ -578,8 +578,11 @@ check_whole(struct parse_ctx *ctx)
 		return fail(ctx, "eal.mbufs (%u) is below the %" PRIu64
 				 " that %u worker(s) with these ring sizes need",
 			    cfg->mbufs, need, cfg->workers);
-	/* mbufs of ~2.3 KiB each, plus what EAL and the tables take. */
-	uint64_t need_mb = (uint64_t)cfg->mbufs * 2432 / (1024 * 1024) + 64;
+	/* mbufs of ~2.4 KiB each with half again for the pool's own overhead under
+	 * --no-huge (measured: 65535 mbufs need between 256 and 320 MiB, 131071 between
+	 * 512 and 640), plus EAL's own and each worker's TCP tables. */
+	uint64_t need_mb = (uint64_t)cfg->mbufs * 2432 * 3 / 2 / (1024 * 1024) + 64 +
+			   16ull * cfg->workers;
 	if (cfg->memory_mb < need_mb)
 		return fail(ctx, "eal.memory_mb (%u) is too small for %u mbufs (need >= %" PRIu64
 				 ")", cfg->memory_mb, cfg->mbufs, need_mb);
