@@ -3,64 +3,17 @@
 # -> qdctl counts the packets and resolved the coordinators -> --check refuses
 # bad configs with file:line -> lab down leaves no namespace, interface,
 # process or state behind. Root only (exit 77 otherwise).
+# shellcheck disable=SC2016 # '$QD_*' expand in the lab
 set -euo pipefail
 
-QD_SOURCE=${QD_SOURCE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-QD_BUILD=${QD_BUILD:-$QD_SOURCE/build}
-export QD_BUILD
-LAB=$QD_SOURCE/scripts/lab
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 QDISPATCHD=$QD_BUILD/dataplane/qdispatchd
-LAB_DIR=/run/qdispatch/lab
-TMP=""
 
-skip() {
-	echo "SKIP: $*"
-	exit 77
-}
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-step() { echo "== $*"; }
+require_lab
+require_tools jq arping ping ethtool ss
 
-[[ $(id -u) -eq 0 ]] || skip "needs root"
-command -v ip >/dev/null 2>&1 && ip netns list >/dev/null 2>&1 || skip "ip netns unavailable"
-for tool in jq arping ping ethtool ss; do
-	command -v "$tool" >/dev/null 2>&1 || fail "$tool not installed (run scripts/deps)"
-done
-
-cleanup() {
-	local rc=$?
-	trap - EXIT
-	if [[ $rc -ne 0 && $rc -ne 77 && -d $LAB_DIR ]]; then
-		echo "--- lab state at failure ---" >&2
-		"$LAB" status >&2 || true
-		for f in "$LAB_DIR"/*.log; do
-			[[ -s $f ]] || continue
-			echo "--- tail of $f ---" >&2
-			tail -n 40 "$f" >&2
-		done
-	fi
-	# A passing run took the lab down itself.
-	[[ $rc -eq 0 ]] || "$LAB" down --timeout 10 >&2 || true
-	[[ -n $TMP ]] && rm -rf -- "$TMP"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# retry SECONDS CMD...: run CMD every 0.5 s until it succeeds or time runs out.
-retry() {
-	local deadline=$((SECONDS + $1))
-	shift
-	until "$@"; do
-		[[ $SECONDS -lt $deadline ]] || return 1
-		sleep 0.5
-	done
-}
-
-lab_exec() { "$LAB" exec -- "$@"; }
+lab_cleanup_traps
 
 step "lab up"
 "$LAB" up
@@ -158,12 +111,7 @@ check_refuses() {
 check_refuses unknown_key "no.such.key = 1"
 check_refuses bad_value "port.mtu = 100000"
 
-step "lab down"
-down_out=$("$LAB" down 2>&1) || { echo "$down_out"; fail "lab down failed"; }
-echo "$down_out"
-if grep -q "sanitizer report" <<<"$down_out"; then
-	fail "a lab process printed a sanitizer report"
-fi
+lab_down_checked
 left=$(ip netns list | awk '{print $1}' | grep -E '^qd-' || true)
 [[ -z $left ]] || fail "namespaces left: $left"
 left=$(ip -o link show | awk -F': ' '{print $2}' | grep -E '^qd-' || true)

@@ -12,10 +12,8 @@
 # shellcheck disable=SC2015
 set -euo pipefail
 
-QD_SOURCE=${QD_SOURCE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-QD_BUILD=${QD_BUILD:-$QD_SOURCE/build}
-export QD_BUILD
-LAB=$QD_SOURCE/scripts/lab
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 QDCTL=$QD_BUILD/control/qdctl
 QDTCPLOAD=$QD_BUILD/tests/tcp/qdtcpload
 CONNECTIONS=${QD_TCP_CONNECTIONS:-1000}
@@ -23,27 +21,13 @@ BULK=${QD_TCP_BULK_BYTES:-104857600}
 SERVER=10.213.0.201:7007
 SERVER_PID=""
 
-skip() { echo "SKIP: $*"; exit 77; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-step() { echo "== $*"; }
-
-[[ $(id -u) -eq 0 ]] || skip "needs root"
-command -v ip >/dev/null 2>&1 && ip netns list >/dev/null 2>&1 || skip "ip netns unavailable"
-command -v jq >/dev/null 2>&1 || fail "jq not installed (run scripts/deps)"
+require_lab
+require_tools jq
 [[ -x $QDTCPLOAD && -x $QDCTL ]] || fail "build first: $QDTCPLOAD or $QDCTL missing"
 
-cleanup() {
-	local rc=$?
-	trap - EXIT
-	[[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null || true
-	if [[ $rc -ne 0 && $rc -ne 77 ]]; then
-		"$LAB" status >&2 || true
-		tail -n 30 /run/qdispatch/lab/peer1.log >&2 2>/dev/null || true
-		"$LAB" down --timeout 10 >&2 || true
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
+# Stops the Linux echo server, if any.
+cleanup_hook() { [[ -z $SERVER_PID ]] || kill_wait "$SERVER_PID"; }
+lab_cleanup_traps
 
 step "lab up (TIME_WAIT 2 s, so the end state is reached quickly)"
 "$LAB" up --set tcp.time_wait_ms=2000 >/dev/null

@@ -29,11 +29,8 @@
 # shellcheck disable=SC2015,SC2016 # "A && B || die" is meant; '$QD_*' expand in the lab
 set -euo pipefail
 
-QD_SOURCE=${QD_SOURCE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-QD_BUILD=${QD_BUILD:-$QD_SOURCE/build}
-export QD_BUILD
-LAB=$QD_SOURCE/scripts/lab
-LAB_DIR=/run/qdispatch/lab
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 TOOLS=${QD_TCP_TOOLS:-$QD_BUILD/tests/tcp}
 QDTCPBULK=$TOOLS/qdtcpbulk
 QDTCPLOAD=$TOOLS/qdtcpload
@@ -56,19 +53,8 @@ REORDER_PPM=50000
 DUP_PPM=10000
 DELAY_US=10000
 IMPAIR_TABLE=qd_impair
-TMP=""
 SERVER_PID=""
 IMPAIRED=0
-
-skip() {
-	echo "SKIP: $*"
-	exit 77
-}
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-step() { echo "== $*"; }
 
 case ${1:-} in
 --impaired) IMPAIRED=1 ;;
@@ -80,11 +66,8 @@ case ${1:-} in
 *) fail "unknown argument '$1' (usage: $0 [--impaired])" ;;
 esac
 
-[[ $(id -u) -eq 0 ]] || skip "needs root"
-command -v ip >/dev/null 2>&1 && ip netns list >/dev/null 2>&1 || skip "ip netns unavailable"
-for tool in jq ss; do
-	command -v "$tool" >/dev/null 2>&1 || fail "$tool not installed (run scripts/deps)"
-done
+require_lab
+require_tools jq ss
 [[ -x $QDTCPBULK ]] || fail "$QDTCPBULK not built (is tests/tcp in the meson build, libssl-dev installed?)"
 [[ $PEER == qdispatchd || $PEER == kernel ]] || fail "QD_TCP_PEER must be qdispatchd or kernel"
 [[ $PEER == qdispatchd || -x $QDTCPLOAD ]] || fail "$QDTCPLOAD not built"
@@ -115,43 +98,9 @@ elif [[ $IMPAIRED -eq 1 ]]; then
 	fi
 fi
 
-cleanup() {
-	local rc=$?
-	trap - EXIT
-	if [[ -n $SERVER_PID ]]; then
-		kill "$SERVER_PID" 2>/dev/null || true
-		wait "$SERVER_PID" 2>/dev/null || true
-	fi
-	if [[ $rc -ne 0 && $rc -ne 77 && -d $LAB_DIR ]]; then
-		echo "--- lab state at failure ---" >&2
-		"$LAB" status >&2 || true
-		for f in "$LAB_DIR"/*.log ${TMP:+"$TMP"/*.log}; do
-			[[ -s $f ]] || continue
-			echo "--- tail of $f ---" >&2
-			tail -n 40 "$f" >&2
-		done
-	fi
-	# A passing run took the lab down itself; the namespaces take the
-	# firewall rules with them.
-	[[ $rc -eq 0 ]] || "$LAB" down --timeout 10 >&2 || true
-	[[ -n $TMP ]] && rm -rf -- "$TMP"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# retry SECONDS CMD...: run CMD every 0.5 s until it succeeds or time runs out.
-retry() {
-	local deadline=$((SECONDS + $1))
-	shift
-	until "$@"; do
-		[[ $SECONDS -lt $deadline ]] || return 1
-		sleep 0.5
-	done
-}
-
-lab_exec() { "$LAB" exec -- "$@"; }
+# Stops the kernel echo server, if any.
+cleanup_hook() { [[ -z $SERVER_PID ]] || kill_wait "$SERVER_PID"; }
+lab_cleanup_traps
 
 # The options of `lab up`: the fault layer of qdispatchd when impaired.
 lab_up_args() {
@@ -167,31 +116,6 @@ lab_up_args() {
 	if [[ $LOSS_TOOL == iptables ]]; then
 		LAB_ARGS+=(--set "fault.rx_loss_ppm=$LOSS_PPM")
 	fi
-}
-
-# The echo service under test, as HOST:PORT, in TARGET. For qdispatchd the lab
-# exports it; for the kernel, start qdtcpload --serve on the first coordinator
-# address (the lab takes the server down with its namespace).
-echo_target() {
-	if [[ $PEER == qdispatchd ]]; then
-		TARGET=$(lab_exec sh -c 'echo "${QD_ECHO:-}"')
-		[[ -n $TARGET ]] || fail "scripts/lab exec does not export QD_ECHO: the lab must set" \
-			"service.echo_port = $KERNEL_ECHO_PORT in the peers' configs and export" \
-			"QD_ECHO=<first VIP>:$KERNEL_ECHO_PORT"
-		return 0
-	fi
-	local coord
-	coord=$(lab_exec sh -c 'echo "${QD_COORDINATORS%%,*}"')
-	coord=${coord#http://}
-	TARGET=${coord%:*}:$KERNEL_ECHO_PORT
-	ip netns exec "$COORD_NS" "$QDTCPLOAD" --serve "$TARGET" >"$TMP/kernel-echo.log" 2>&1 &
-	SERVER_PID=$!
-	retry 10 kernel_echo_listening || fail "the kernel echo server does not listen on $TARGET"
-}
-
-kernel_echo_listening() {
-	kill -0 "$SERVER_PID" 2>/dev/null || fail "the kernel echo server exited: $(cat "$TMP/kernel-echo.log")"
-	[[ -n $(ip netns exec "$COORD_NS" ss -Hltn "sport = :$KERNEL_ECHO_PORT") ]]
 }
 
 # nft_drop NS DEVICE MATCH: drop LOSS_PPM of the frames entering DEVICE in NS
@@ -253,14 +177,6 @@ iptables_dropped() {
 	ip netns exec "$1" iptables -nvxL INPUT | awk '/statistic/ { n += $1 } END { print n + 0 }'
 }
 
-# Succeeds when qdispatchd holds no TCP connection (TCP_OPEN_JQ is 0).
-dispatcher_drained() {
-	local status
-	status=$(lab_exec qdctl --json) || return 1
-	OPEN_NOW=$(jq -r "$TCP_OPEN_JQ // \"missing\"" <<<"$status")
-	[[ $OPEN_NOW == 0 ]]
-}
-
 TMP=$(mktemp -d)
 name=tcp_bulk
 [[ $IMPAIRED -eq 1 ]] && name=tcp_bulk_impaired
@@ -309,27 +225,9 @@ if [[ $IMPAIRED -eq 1 ]]; then
 	[[ $retransmits -gt 0 ]] || fail "the client never retransmitted: the loss did not reach it"
 fi
 
-step "no connection left open on the client side"
-left=$(lab_exec ss -Htn state established dst "${TARGET%:*}" | wc -l)
-[[ $left -eq 0 ]] || fail "$left client connections to $TARGET still established"
+check_echo_drained
 
-if [[ $PEER == qdispatchd ]]; then
-	step "qdispatchd is up and holds no connection any more"
-	"$LAB" status >/dev/null || fail "the lab is degraded after the run (did qdispatchd exit?)"
-	OPEN_NOW=""
-	retry 30 dispatcher_drained ||
-		fail "qdctl --json $TCP_OPEN_JQ is '$OPEN_NOW' 30 s after the run, expected 0" \
-			"(adjust TCP_OPEN_JQ in $0 if the schema differs)"
-else
-	kernel_echo_listening || fail "the kernel echo server died"
-fi
-
-step "lab down"
-down_out=$("$LAB" down 2>&1) || { echo "$down_out"; fail "lab down failed"; }
-echo "$down_out"
-if grep -q "sanitizer report" <<<"$down_out"; then
-	fail "a lab process printed a sanitizer report"
-fi
+lab_down_checked
 SERVER_PID=""
 
 echo "PASS"

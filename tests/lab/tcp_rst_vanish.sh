@@ -31,11 +31,8 @@
 # shellcheck disable=SC2015,SC2016 # "A && B || die" is meant; '$QD_*' expand in the lab
 set -euo pipefail
 
-QD_SOURCE=${QD_SOURCE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-QD_BUILD=${QD_BUILD:-$QD_SOURCE/build}
-export QD_BUILD
-LAB=$QD_SOURCE/scripts/lab
-LAB_DIR=/run/qdispatch/lab
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 TOOLS=${QD_TCP_TOOLS:-$QD_BUILD/tests/tcp}
 QDTCPLOAD=$TOOLS/qdtcpload
 SEED=${QD_TCP_SEED:-$(date +%s)}
@@ -63,25 +60,11 @@ ABORT_HOLD_S=5
 # the drop (about 1-2 s after connecting), qdispatchd's keepalive budget and
 # the margin, so the client closes only after qdispatchd has given up.
 VANISH_HOLD_S=$((2 + KA_IDLE_S + KA_PROBES * KA_INTVL_S + KA_MARGIN_S + 5))
-TMP=""
 LOAD_PID=""
 DROP_TOOL=""
 
-skip() {
-	echo "SKIP: $*"
-	exit 77
-}
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-step() { echo "== $*"; }
-
-[[ $(id -u) -eq 0 ]] || skip "needs root"
-command -v ip >/dev/null 2>&1 && ip netns list >/dev/null 2>&1 || skip "ip netns unavailable"
-for tool in jq ss; do
-	command -v "$tool" >/dev/null 2>&1 || fail "$tool not installed (run scripts/deps)"
-done
+require_lab
+require_tools jq ss
 [[ -x $QDTCPLOAD ]] || fail "$QDTCPLOAD not built (is tests/tcp in the meson build?)"
 [[ $SEED =~ ^[0-9]+$ ]] || fail "QD_TCP_SEED must be a number"
 [[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || fail "QD_TCP_CONNECTIONS must be a positive number"
@@ -98,62 +81,9 @@ fi
 [[ $DROP_TOOL == nft || $DROP_TOOL == iptables ]] || fail "QD_TCP_DROP_TOOL must be nft or iptables"
 command -v "$DROP_TOOL" >/dev/null 2>&1 || fail "QD_TCP_DROP_TOOL=$DROP_TOOL: not installed"
 
-cleanup() {
-	local rc=$?
-	trap - EXIT
-	if [[ -n $LOAD_PID ]]; then
-		kill "$LOAD_PID" 2>/dev/null || true
-		wait "$LOAD_PID" 2>/dev/null || true
-	fi
-	if [[ $rc -ne 0 && $rc -ne 77 && -d $LAB_DIR ]]; then
-		echo "--- lab state at failure ---" >&2
-		"$LAB" status >&2 || true
-		for f in "$LAB_DIR"/*.log ${TMP:+"$TMP"/*.log}; do
-			[[ -s $f ]] || continue
-			echo "--- tail of $f ---" >&2
-			tail -n 40 "$f" >&2
-		done
-	fi
-	# A passing run took the lab down itself; the namespaces take the
-	# firewall rules with them.
-	[[ $rc -eq 0 ]] || "$LAB" down --timeout 10 >&2 || true
-	[[ -n $TMP ]] && rm -rf -- "$TMP"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# retry SECONDS CMD...: run CMD every 0.5 s until it succeeds or time runs out.
-retry() {
-	local deadline=$((SECONDS + $1))
-	shift
-	until "$@"; do
-		[[ $SECONDS -lt $deadline ]] || return 1
-		sleep 0.5
-	done
-}
-
-lab_exec() { "$LAB" exec -- "$@"; }
-
-# snapshot NAME: qdctl --json of peer 1 into $TMP/NAME.json (and STATUS).
-snapshot() {
-	STATUS=$(lab_exec qdctl --json) || return 1
-	printf '%s\n' "$STATUS" >"$TMP/$1.json"
-}
-
-# delta FROM TO JQ_PATH: how much the number at JQ_PATH grew between snapshots.
-delta() {
-	jq -n --slurpfile a "$TMP/$1.json" --slurpfile b "$TMP/$2.json" \
-		"(\$b[0] | $3) - (\$a[0] | $3)"
-}
-
-# Succeeds when qdispatchd holds no TCP connection (OPEN_NOW).
-dispatcher_drained() {
-	snapshot now || return 1
-	OPEN_NOW=$(jq -r '.totals.tcp.connections // "missing"' <<<"$STATUS")
-	[[ $OPEN_NOW == 0 ]]
-}
+# Stops qdtcpload, if it runs.
+cleanup_hook() { [[ -z $LOAD_PID ]] || kill_wait "$LOAD_PID"; }
+lab_cleanup_traps
 
 # Succeeds when qdispatchd holds exactly CONNECTIONS established connections;
 # fails the test when the client (LOAD_PID) exited before.
@@ -174,12 +104,7 @@ all_established() {
 # come back when the connections are freed, so the bound afterwards is
 # in_use <= POOL_IDLE, exactly, with no slack: a frame in flight (a TX buffer
 # waiting for its drain, an ARP or gratuitous ARP being sent) is back within
-# microseconds, and pool_back retries for 10 s to step over such moments.
-pool_back() {
-	snapshot now || return 1
-	POOL_NOW=$(jq -r '.pool.in_use // "missing"' <<<"$STATUS")
-	[[ $POOL_NOW != missing && $POOL_NOW -le $POOL_IDLE ]]
-}
+# microseconds, and pool_back (lib.sh) retries for 10 s to step over such moments.
 
 # Where the drain of qdispatchd stands, for failure messages.
 dispatcher_summary() {
@@ -289,11 +214,7 @@ TARGET=$(lab_exec sh -c 'echo "${QD_ECHO:-}"')
 echo "echo service: $TARGET"
 peer_pid=$(cat "$LAB_DIR/peer1.pid")
 
-step "qdispatchd at rest: no connection, the pool's idle level"
-OPEN_NOW=""
-retry 10 dispatcher_drained || fail "qdispatchd holds $OPEN_NOW connections before the test"
-POOL_IDLE=$(jq -r '.pool.in_use // "missing"' "$TMP/now.json")
-[[ $POOL_IDLE =~ ^[0-9]+$ ]] || fail "qdctl --json has no .pool.in_use (got '$POOL_IDLE')"
+pool_at_rest
 echo "pool: $(jq -c .pool "$TMP/now.json")"
 
 # ---- (a) peer RST ----
@@ -376,11 +297,6 @@ step "qdispatchd is up and was never restarted"
 "$LAB" status >/dev/null || fail "the lab is degraded after the run (did qdispatchd exit?)"
 [[ $(cat "$LAB_DIR/peer1.pid") == "$peer_pid" ]] || fail "qdispatchd was restarted"
 
-step "lab down"
-down_out=$("$LAB" down 2>&1) || { echo "$down_out"; fail "lab down failed"; }
-echo "$down_out"
-if grep -q "sanitizer report" <<<"$down_out"; then
-	fail "a lab process printed a sanitizer report"
-fi
+lab_down_checked
 
 echo "PASS"

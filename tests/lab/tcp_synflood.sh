@@ -32,11 +32,8 @@
 # shellcheck disable=SC2015,SC2016 # "A && B || die" is meant; '$QD_*' expand in the lab
 set -euo pipefail
 
-QD_SOURCE=${QD_SOURCE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-QD_BUILD=${QD_BUILD:-$QD_SOURCE/build}
-export QD_BUILD
-LAB=$QD_SOURCE/scripts/lab
-LAB_DIR=/run/qdispatch/lab
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 TOOLS=${QD_TCP_TOOLS:-$QD_BUILD/tests/tcp}
 QDTCPLOAD=$TOOLS/qdtcpload
 QDSYNFLOOD=$TOOLS/qdsynflood
@@ -61,25 +58,11 @@ ROUNDS_MAX=50
 # keys, so the wait cannot be shortened; keep this in step with them.
 SYN_RCVD_LIFETIME_S=123
 DRAIN_MARGIN_S=15
-TMP=""
 FLOOD_PID=""
 SAMPLER_PID=""
 
-skip() {
-	echo "SKIP: $*"
-	exit 77
-}
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-step() { echo "== $*"; }
-
-[[ $(id -u) -eq 0 ]] || skip "needs root"
-command -v ip >/dev/null 2>&1 && ip netns list >/dev/null 2>&1 || skip "ip netns unavailable"
-for tool in jq ss; do
-	command -v "$tool" >/dev/null 2>&1 || fail "$tool not installed (run scripts/deps)"
-done
+require_lab
+require_tools jq ss
 for f in "$QDTCPLOAD" "$QDSYNFLOOD"; do
 	[[ -x $f ]] || fail "$f not built (is tests/tcp in the meson build?)"
 done
@@ -98,58 +81,8 @@ stop_bg() {
 	SAMPLER_PID="" FLOOD_PID=""
 }
 
-cleanup() {
-	local rc=$?
-	trap - EXIT
-	stop_bg
-	if [[ $rc -ne 0 && $rc -ne 77 && -d $LAB_DIR ]]; then
-		echo "--- lab state at failure ---" >&2
-		"$LAB" status >&2 || true
-		for f in "$LAB_DIR"/*.log ${TMP:+"$TMP"/*.log}; do
-			[[ -s $f ]] || continue
-			echo "--- tail of $f ---" >&2
-			tail -n 40 "$f" >&2
-		done
-	fi
-	# A passing run took the lab down itself.
-	[[ $rc -eq 0 ]] || "$LAB" down --timeout 10 >&2 || true
-	[[ -n $TMP ]] && rm -rf -- "$TMP"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# retry SECONDS CMD...: run CMD every 0.5 s until it succeeds or time runs out.
-retry() {
-	local deadline=$((SECONDS + $1))
-	shift
-	until "$@"; do
-		[[ $SECONDS -lt $deadline ]] || return 1
-		sleep 0.5
-	done
-}
-
-lab_exec() { "$LAB" exec -- "$@"; }
-
-# snapshot NAME: qdctl --json of peer 1 into $TMP/NAME.json (and STATUS).
-snapshot() {
-	STATUS=$(lab_exec qdctl --json) || return 1
-	printf '%s\n' "$STATUS" >"$TMP/$1.json"
-}
-
-# delta FROM TO JQ_PATH: how much the number at JQ_PATH grew between snapshots.
-delta() {
-	jq -n --slurpfile a "$TMP/$1.json" --slurpfile b "$TMP/$2.json" \
-		"(\$b[0] | $3) - (\$a[0] | $3)"
-}
-
-# Succeeds when qdispatchd holds no TCP connection (OPEN_NOW).
-dispatcher_drained() {
-	snapshot now || return 1
-	OPEN_NOW=$(jq -r '.totals.tcp.connections // "missing"' <<<"$STATUS")
-	[[ $OPEN_NOW == 0 ]]
-}
+cleanup_hook() { stop_bg; }
+lab_cleanup_traps
 
 # The mbuf pool's level at rest. af_packet copies every frame in and out (no
 # mbuf waits in an RX ring) and rte_mempool_avail_count() counts the per-lcore
@@ -159,12 +92,7 @@ dispatcher_drained() {
 # and a cookie costs none, so once every connection is gone the bound is
 # in_use <= POOL_IDLE, exactly, with no slack: a frame in flight (a TX buffer
 # waiting for its drain, an ARP or gratuitous ARP being sent) is back within
-# microseconds, and pool_back retries for 10 s to step over such moments.
-pool_back() {
-	snapshot now || return 1
-	POOL_NOW=$(jq -r '.pool.in_use // "missing"' <<<"$STATUS")
-	[[ $POOL_NOW != missing && $POOL_NOW -le $POOL_IDLE ]]
-}
+# microseconds, and pool_back (lib.sh) retries for 10 s to step over such moments.
 
 flood_running() { [[ -n $FLOOD_PID ]] && kill -0 "$FLOOD_PID" 2>/dev/null; }
 
@@ -222,11 +150,7 @@ TARGET=$(lab_exec sh -c 'echo "${QD_ECHO:-}"')
 echo "echo service: $TARGET"
 peer_pid=$(cat "$LAB_DIR/peer1.pid")
 
-step "qdispatchd at rest: no connection, the pool's idle level"
-OPEN_NOW=""
-retry 10 dispatcher_drained || fail "qdispatchd holds $OPEN_NOW connections before the test"
-POOL_IDLE=$(jq -r '.pool.in_use // "missing"' "$TMP/now.json")
-[[ $POOL_IDLE =~ ^[0-9]+$ ]] || fail "qdctl --json has no .pool.in_use (got '$POOL_IDLE')"
+pool_at_rest
 workers=$(jq '.lcores | length' "$TMP/now.json")
 echo "pool: $(jq -c .pool "$TMP/now.json"), $workers worker(s)"
 snapshot base || fail "qdctl --json failed"
@@ -332,11 +256,6 @@ retry 30 dispatcher_drained || fail "qdispatchd holds $OPEN_NOW connections afte
 "$LAB" status >/dev/null || fail "the lab is degraded after the run (did qdispatchd exit?)"
 [[ $(cat "$LAB_DIR/peer1.pid") == "$peer_pid" ]] || fail "qdispatchd was restarted"
 
-step "lab down"
-down_out=$("$LAB" down 2>&1) || { echo "$down_out"; fail "lab down failed"; }
-echo "$down_out"
-if grep -q "sanitizer report" <<<"$down_out"; then
-	fail "a lab process printed a sanitizer report"
-fi
+lab_down_checked
 
 echo "PASS"

@@ -46,6 +46,8 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include "tool_common.h"
+
 #define NS_PER_MS 1000000ull
 #define NS_PER_S 1000000000ull
 
@@ -71,8 +73,6 @@
 #define SYN_BYTES (sizeof(struct iphdr) + sizeof(struct tcphdr) + OPT_BYTES)
 #define LIST_TEXT_MAX 4096
 #define SNDBUF_BYTES (4u << 20)
-
-#define GOLDEN64 0x9e3779b97f4a7c15ull
 
 _Static_assert(SYN_BYTES == 44, "IPv4 20 + TCP 20 + MSS option 4");
 _Static_assert((OPT_BYTES % 4) == 0, "TCP options fill whole words");
@@ -127,28 +127,13 @@ struct result {
 	int err; /* errno of STOP_ERROR */
 };
 
-static volatile sig_atomic_t stop_signal;
-
-static void
-on_signal(int sig)
-{
-	stop_signal = sig;
-}
-
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
+const char qd_tool_prog[] = "qdsynflood";
 
 /* splitmix64: the state advances by GOLDEN64, the output is mixed. */
 static uint64_t
 rand64(uint64_t *state)
 {
-	uint64_t x = (*state += GOLDEN64);
+	uint64_t x = (*state += QD_TOOL_GOLDEN64);
 
 	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
 	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
@@ -546,13 +531,6 @@ static const struct option long_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static int
-bad_value(const char *opt, const char *value, const char *expect)
-{
-	fprintf(stderr, "qdsynflood: --%s '%s': expected %s\n", opt, value, expect);
-	return -EINVAL;
-}
-
 /* Applies option <c> with argument <arg>. -EINVAL or -EPERM after printing why. */
 static int
 apply_opt(struct opts *o, int c, const char *arg)
@@ -564,21 +542,21 @@ apply_opt(struct opts *o, int c, const char *arg)
 	case OPT_TARGET:
 		if ((err = parse_target(o, arg)) == -EPERM)
 			return err;
-		return err == 0 ? 0 : bad_value("target", arg, "A.B.C.D:PORT, port 1..65535");
+		return err == 0 ? 0 : qd_tool_bad_value("target", arg, "A.B.C.D:PORT, port 1..65535");
 	case OPT_COUNT:
 		if (parse_u64(arg, 1, COUNT_MAX, &o->count) != 0)
-			return bad_value("count", arg, "1..100000000");
+			return qd_tool_bad_value("count", arg, "1..100000000");
 		return 0;
 	case OPT_RATE:
 		if (parse_u64(arg, 1, RATE_MAX, &o->rate) != 0)
-			return bad_value("rate", arg, "SYNs per second, 1..1000000");
+			return qd_tool_bad_value("rate", arg, "SYNs per second, 1..1000000");
 		return 0;
 	case OPT_DURATION: {
 		char *end;
 		double s = strtod(arg, &end);
 
 		if (end == arg || *end != '\0' || !(s >= 0.001) || s > DURATION_MAX_S)
-			return bad_value("duration", arg, "seconds, 0.001..3600");
+			return qd_tool_bad_value("duration", arg, "seconds, 0.001..3600");
 		o->duration_ns = (uint64_t)(s * (double)NS_PER_S);
 		return 0;
 	}
@@ -592,23 +570,23 @@ apply_opt(struct opts *o, int c, const char *arg)
 		err = c == OPT_SOURCE ? parse_sources(o, arg) : parse_prefix(o, arg);
 		if (err == -EPERM)
 			return err;
-		return err == 0 ? 0 : bad_value(c == OPT_SOURCE ? "source" : "source-prefix", arg,
+		return err == 0 ? 0 : qd_tool_bad_value(c == OPT_SOURCE ? "source" : "source-prefix", arg,
 						c == OPT_SOURCE ? "addresses or ranges A-B of the lab"
 								: "ADDR/LEN inside the lab");
 	case OPT_INTERFACE:
 		if (strlen(arg) == 0 || strlen(arg) >= sizeof(o->ifname))
-			return bad_value("interface", arg, "an interface name");
+			return qd_tool_bad_value("interface", arg, "an interface name");
 		strcpy(o->ifname, arg);
 		return 0;
 	case OPT_SEED:
 		if (parse_u64(arg, 0, UINT64_MAX, &o->seed) != 0)
-			return bad_value("seed", arg, "an unsigned 64-bit integer");
+			return qd_tool_bad_value("seed", arg, "an unsigned 64-bit integer");
 		o->seed_set = true;
 		return 0;
 	case OPT_MSS:
 	case OPT_WINDOW:
 		if (parse_u64(arg, 0, 65535, &v) != 0)
-			return bad_value(c == OPT_MSS ? "mss" : "window", arg, "0..65535");
+			return qd_tool_bad_value(c == OPT_MSS ? "mss" : "window", arg, "0..65535");
 		*(c == OPT_MSS ? &o->mss : &o->window) = (uint16_t)v;
 		return 0;
 	case OPT_PROGRESS:
@@ -661,7 +639,7 @@ parse_args(struct opts *o, int argc, char **argv)
 		}
 	}
 	if (!o->seed_set)
-		o->seed = now_ns() ^ ((uint64_t)getpid() << 32);
+		o->seed = qd_tool_now_ns() ^ ((uint64_t)getpid() << 32);
 	return 0;
 }
 
@@ -749,7 +727,7 @@ install_signals(void)
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
+	sa.sa_handler = qd_tool_on_signal;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -812,16 +790,16 @@ static void
 flood(int fd, const struct opts *o, struct batch *b, struct result *res)
 {
 	uint64_t rng = o->seed, interval_ns = (NS_PER_S + o->rate - 1) / o->rate;
-	uint64_t start = now_ns(), end = start + o->duration_ns, next_ns = start;
+	uint64_t start = qd_tool_now_ns(), end = start + o->duration_ns, next_ns = start;
 	uint64_t progress_ns = start + NS_PER_S;
 	unsigned int built = 0; /* SYNs of <b> built and not yet sent */
 
 	res->stop = STOP_COUNT;
 	while (res->sent < o->count) {
-		uint64_t now = now_ns();
+		uint64_t now = qd_tool_now_ns();
 
-		if (stop_signal != 0 || now >= end) {
-			res->stop = stop_signal != 0 ? STOP_SIGNAL : STOP_DURATION;
+		if (qd_tool_stop_signal != 0 || now >= end) {
+			res->stop = qd_tool_stop_signal != 0 ? STOP_SIGNAL : STOP_DURATION;
 			break;
 		}
 		if (o->progress && now >= progress_ns) {
@@ -865,7 +843,7 @@ flood(int fd, const struct opts *o, struct batch *b, struct result *res)
 		if (next_ns + CATCH_UP_NS < now)
 			next_ns = now;
 	}
-	res->elapsed_ns = now_ns() - start;
+	res->elapsed_ns = qd_tool_now_ns() - start;
 }
 
 /* ---- report ------------------------------------------------------------------ */

@@ -44,6 +44,8 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include "tool_common.h"
+
 #include <openssl/evp.h>
 
 #define NS_PER_MS 1000000ull
@@ -56,8 +58,6 @@
 #define HOST_TEXT_MAX 300
 #define POLL_MS 100		     /* wake-up period: timeouts, progress, signals */
 #define IO_PER_WAKEUP 16	     /* send() or recv() calls per direction per wake-up */
-
-#define GOLDEN64 0x9e3779b97f4a7c15ull
 
 _Static_assert(CHUNK_BYTES_MAX % 8 == 0, "chunks hold whole generator words");
 
@@ -142,166 +142,11 @@ struct xfer {
 	uint8_t *gbuf;		/* chunk_bytes: the expected bytes */
 };
 
-static volatile sig_atomic_t stop_signal;
-
-static void
-on_signal(int sig)
-{
-	stop_signal = sig;
-}
-
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
-
-static const char *
-errno_name(int err)
-{
-	const char *name = strerrorname_np(err);
-
-	return name != NULL ? name : "EUNKNOWN";
-}
+const char qd_tool_prog[] = "qdtcpbulk";
 
 /* ---- stream generator (the same as qdtcpload's) ----------------------------- */
 
-static inline uint64_t
-mix64(uint64_t x)
-{
-	x += GOLDEN64;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
-static uint64_t
-stream_key(uint64_t seed, uint64_t index)
-{
-	return mix64(seed ^ mix64(index + 1));
-}
-
-/* Writes bytes [off, off + len) of stream <key> into <buf>. Byte i of the
- * stream is byte (i % 8), little-endian, of mix64(key + (i / 8) * GOLDEN64). */
-static void
-stream_fill(uint64_t key, uint64_t off, uint8_t *buf, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len && ((off + i) & 7) != 0) {
-		uint64_t word = mix64(key + ((off + i) >> 3) * GOLDEN64);
-
-		buf[i] = (uint8_t)(word >> (8 * ((off + i) & 7)));
-		i++;
-	}
-	for (; i + 8 <= len; i += 8) {
-		uint64_t word = htole64(mix64(key + ((off + i) >> 3) * GOLDEN64));
-
-		memcpy(buf + i, &word, 8);
-	}
-	if (i < len) {
-		uint64_t word = mix64(key + ((off + i) >> 3) * GOLDEN64);
-
-		for (unsigned int b = 0; i < len; b++, i++)
-			buf[i] = (uint8_t)(word >> (8 * b));
-	}
-}
-
 /* ---- argument parsing ------------------------------------------------------ */
-
-/* Parses an unsigned integer with an optional K, M or G suffix (powers of
- * 1024) into <out>; refuses anything outside [<min>, <max>]. */
-static int
-parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	char *end;
-	uint64_t v, mult = 1;
-
-	if (s == NULL || *s == '\0' || *s == '-')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, s[0] == '0' && (s[1] == 'x' || s[1] == 'X') ? 16 : 10);
-	if (errno != 0 || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': mult = 1ull << 10; end++; break;
-	case 'm': case 'M': mult = 1ull << 20; end++; break;
-	case 'g': case 'G': mult = 1ull << 30; end++; break;
-	default: break;
-	}
-	if (*end != '\0' || (v != 0 && v > UINT64_MAX / mult))
-		return -EINVAL;
-	v *= mult;
-	if (v < min || v > max)
-		return -ERANGE;
-	*out = v;
-	return 0;
-}
-
-/* Parses seconds (fractions allowed) in [0.001, SECONDS_MAX] into <out_ns>. */
-static int
-parse_seconds(const char *s, uint64_t *out_ns)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno != 0 || end == s || *end != '\0' || !(v >= 0.001) || v > SECONDS_MAX)
-		return -EINVAL;
-	*out_ns = (uint64_t)(v * (double)NS_PER_S);
-	return 0;
-}
-
-/* Resolves "HOST:PORT" or "[V6]:PORT" into <ss>; port 0 refused. */
-static int
-parse_hostport(const char *text, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[HOST_TEXT_MAX];
-	const char *port;
-	size_t host_len;
-
-	if (text[0] == '[') {
-		const char *close = strchr(text, ']');
-
-		if (close == NULL || close[1] != ':')
-			return -EINVAL;
-		host_len = (size_t)(close - text - 1);
-		text++;
-		port = close + 2;
-	} else {
-		const char *colon = strrchr(text, ':');
-
-		if (colon == NULL || memchr(text, ':', (size_t)(colon - text)) != NULL)
-			return -EINVAL;
-		host_len = (size_t)(colon - text);
-		port = colon + 1;
-	}
-	if (host_len == 0 || host_len >= sizeof(host) || *port == '\0')
-		return -EINVAL;
-	memcpy(host, text, host_len);
-	host[host_len] = '\0';
-
-	struct addrinfo hints = {
-		.ai_family = AF_UNSPEC,
-		.ai_socktype = SOCK_STREAM,
-		.ai_flags = AI_NUMERICSERV,
-	};
-	struct addrinfo *res = NULL;
-
-	if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL)
-		return -EHOSTUNREACH;
-	assert(res->ai_addrlen <= sizeof(*ss));
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
-	freeaddrinfo(res);
-	uint16_t p = ss->ss_family == AF_INET ? ((struct sockaddr_in *)ss)->sin_port
-					      : ((struct sockaddr_in6 *)ss)->sin6_port;
-	return p == 0 ? -EINVAL : 0;
-}
 
 static int
 parse_source(const char *text, struct sockaddr_storage *ss)
@@ -394,13 +239,6 @@ static const struct option long_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static int
-bad_value(const char *opt, const char *value, const char *expect)
-{
-	fprintf(stderr, "qdtcpbulk: --%s '%s': expected %s\n", opt, value, expect);
-	return -EINVAL;
-}
-
 /* Applies option <c> with argument <arg>; -EINVAL after printing why. */
 static int
 apply_opt(struct opts *o, int c, const char *arg)
@@ -409,14 +247,14 @@ apply_opt(struct opts *o, int c, const char *arg)
 
 	switch (c) {
 	case OPT_TARGET:
-		if (parse_hostport(arg, &o->target, &o->target_len) != 0)
-			return bad_value("target", arg,
+		if (qd_tool_parse_hostport(arg, false, &o->target, &o->target_len) != 0)
+			return qd_tool_bad_value("target", arg,
 					 "HOST:PORT with a resolvable host and a port 1..65535");
 		snprintf(o->target_text, sizeof(o->target_text), "%s", arg);
 		return 0;
 	case OPT_BYTES:
-		if (parse_u64(arg, 1, BYTES_MAX, &o->bytes) != 0)
-			return bad_value("bytes", arg, "1..1T bytes");
+		if (qd_tool_parse_u64(arg, 1, BYTES_MAX, &o->bytes) != 0)
+			return qd_tool_bad_value("bytes", arg, "1..1T bytes");
 		return 0;
 	case OPT_MODE:
 		if (strcmp(arg, "echo") == 0)
@@ -424,33 +262,33 @@ apply_opt(struct opts *o, int c, const char *arg)
 		else if (strcmp(arg, "discard") == 0)
 			o->mode = MODE_DISCARD;
 		else
-			return bad_value("mode", arg, "echo or discard");
+			return qd_tool_bad_value("mode", arg, "echo or discard");
 		return 0;
 	case OPT_SEED:
-		if (parse_u64(arg, 0, UINT64_MAX, &o->seed) != 0)
-			return bad_value("seed", arg, "an unsigned 64-bit integer");
+		if (qd_tool_parse_u64(arg, 0, UINT64_MAX, &o->seed) != 0)
+			return qd_tool_bad_value("seed", arg, "an unsigned 64-bit integer");
 		return 0;
 	case OPT_CHUNK:
-		if (parse_u64(arg, 1, CHUNK_BYTES_MAX, &v) != 0)
-			return bad_value("chunk", arg, "1..1M bytes");
+		if (qd_tool_parse_u64(arg, 1, CHUNK_BYTES_MAX, &v) != 0)
+			return qd_tool_bad_value("chunk", arg, "1..1M bytes");
 		o->chunk_bytes = (uint32_t)v;
 		return 0;
 	case OPT_SOURCE:
 		if (parse_source(arg, &o->source) != 0)
-			return bad_value("source", arg, "a numeric IP address");
+			return qd_tool_bad_value("source", arg, "a numeric IP address");
 		o->source_set = true;
 		return 0;
 	case OPT_CONNECT_TIMEOUT:
-		if (parse_seconds(arg, &o->connect_timeout_ns) != 0)
-			return bad_value("connect-timeout", arg, "seconds > 0");
+		if (qd_tool_parse_seconds(arg, 0.001, SECONDS_MAX, &o->connect_timeout_ns) != 0)
+			return qd_tool_bad_value("connect-timeout", arg, "seconds > 0");
 		return 0;
 	case OPT_IDLE_TIMEOUT:
-		if (parse_seconds(arg, &o->idle_timeout_ns) != 0)
-			return bad_value("idle-timeout", arg, "seconds > 0");
+		if (qd_tool_parse_seconds(arg, 0.001, SECONDS_MAX, &o->idle_timeout_ns) != 0)
+			return qd_tool_bad_value("idle-timeout", arg, "seconds > 0");
 		return 0;
 	case OPT_TIMEOUT:
-		if (parse_seconds(arg, &o->timeout_ns) != 0)
-			return bad_value("timeout", arg, "seconds > 0");
+		if (qd_tool_parse_seconds(arg, 0.001, SECONDS_MAX, &o->timeout_ns) != 0)
+			return qd_tool_bad_value("timeout", arg, "seconds > 0");
 		return 0;
 	case OPT_JSON: o->json = true; return 0;
 	case OPT_PROGRESS: o->progress = true; return 0;
@@ -527,7 +365,7 @@ xfer_connect(struct xfer *x)
 						       : sizeof(struct sockaddr_in6);
 	int err = 0;
 
-	x->start_ns = now_ns();
+	x->start_ns = qd_tool_now_ns();
 	x->fd = socket(o->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (x->fd < 0)
 		return -errno;
@@ -540,9 +378,9 @@ xfer_connect(struct xfer *x)
 	uint64_t deadline = x->start_ns + o->connect_timeout_ns;
 
 	for (;;) {
-		uint64_t now = now_ns();
+		uint64_t now = qd_tool_now_ns();
 
-		if (stop_signal != 0)
+		if (qd_tool_stop_signal != 0)
 			return -EINTR;
 		if (now >= deadline)
 			return -ETIMEDOUT;
@@ -558,7 +396,7 @@ xfer_connect(struct xfer *x)
 	len = sizeof(err);
 	if (getsockopt(x->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
 		return -errno;
-	x->connected_ns = now_ns();
+	x->connected_ns = qd_tool_now_ns();
 	return -err;
 }
 
@@ -572,7 +410,7 @@ xfer_send(struct xfer *x, uint64_t now)
 		uint64_t left = o->bytes - x->tx_off;
 		size_t len = left < o->chunk_bytes ? (size_t)left : o->chunk_bytes;
 
-		stream_fill(x->key, x->tx_off, x->wbuf, len);
+		qd_tool_stream_fill(x->key, x->tx_off, x->wbuf, len);
 		ssize_t n = send(x->fd, x->wbuf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n < 0) {
@@ -587,7 +425,7 @@ xfer_send(struct xfer *x, uint64_t now)
 		x->progress_ns = now;
 	}
 	if (x->tx_off == o->bytes && !x->shut) {
-		x->tx_done_ns = now_ns();
+		x->tx_done_ns = qd_tool_now_ns();
 		if (shutdown(x->fd, SHUT_WR) != 0) {
 			xfer_sock_error(x, errno);
 			return;
@@ -605,7 +443,7 @@ xfer_verify(struct xfer *x, size_t n)
 
 	if (x->rx_off + n > x->tx_off)
 		good = (size_t)(x->tx_off - x->rx_off); /* bytes we never sent */
-	stream_fill(x->key, x->rx_off, x->gbuf, good);
+	qd_tool_stream_fill(x->key, x->rx_off, x->gbuf, good);
 	if (good == n && memcmp(x->gbuf, x->rbuf, n) == 0)
 		return true;
 	size_t i = 0;
@@ -636,7 +474,7 @@ xfer_recv(struct xfer *x, uint64_t now)
 		}
 		if (n == 0) {
 			x->eof = true;
-			x->rx_done_ns = now_ns();
+			x->rx_done_ns = qd_tool_now_ns();
 			/* Echo: a FIN before every byte is back; discard: one before ours. */
 			if (o->mode == MODE_DISCARD ? !x->shut : x->rx_off < o->bytes)
 				xfer_fail(x, OUT_EOF, 0);
@@ -677,14 +515,14 @@ xfer_loop(struct xfer *x)
 	const struct opts *o = x->o;
 	uint64_t deadline = x->start_ns + o->timeout_ns, next_progress = x->start_ns + NS_PER_S;
 
-	x->progress_ns = now_ns();
+	x->progress_ns = qd_tool_now_ns();
 	while (!xfer_finished(x)) {
 		struct pollfd pfd = {
 			.fd = x->fd,
 			.events = POLLIN | (x->tx_off < o->bytes ? POLLOUT : 0),
 		};
 		int n = poll(&pfd, 1, POLL_MS);
-		uint64_t now = now_ns();
+		uint64_t now = qd_tool_now_ns();
 
 		if (n < 0 && errno != EINTR) {
 			xfer_fail(x, OUT_IO, errno);
@@ -695,7 +533,7 @@ xfer_loop(struct xfer *x)
 		if (n > 0 && x->outcome == OUT_PASS && x->tx_off < o->bytes &&
 		    (pfd.revents & (POLLOUT | POLLERR)) != 0)
 			xfer_send(x, now);
-		if (stop_signal != 0)
+		if (qd_tool_stop_signal != 0)
 			xfer_fail(x, OUT_INTERRUPTED, 0);
 		else if (now >= deadline)
 			xfer_fail(x, OUT_TIMEOUT, 0);
@@ -744,7 +582,7 @@ static void
 report_json(const struct xfer *x, bool pass)
 {
 	const struct opts *o = x->o;
-	uint64_t end_ns = x->rx_done_ns != 0 ? x->rx_done_ns : now_ns();
+	uint64_t end_ns = x->rx_done_ns != 0 ? x->rx_done_ns : qd_tool_now_ns();
 	uint64_t tx_end_ns = x->tx_done_ns != 0 ? x->tx_done_ns : end_ns;
 
 	printf("{\"tool\":\"qdtcpbulk\",\"target\":\"");
@@ -765,7 +603,7 @@ report_json(const struct xfer *x, bool pass)
 		       x->info.tcpi_snd_mss);
 	printf("\"outcome\":\"%s\"", outcome_names[x->outcome]);
 	if (x->err != 0)
-		printf(",\"errno\":\"%s\"", errno_name(x->err));
+		printf(",\"errno\":\"%s\"", qd_tool_errno_name(x->err));
 	if (x->outcome == OUT_MISMATCH) {
 		printf(",\"mismatch_offset\":%" PRIu64 ",\"got\":%u", x->mismatch_off,
 		       x->mismatch_got);
@@ -781,7 +619,7 @@ static void
 report_text(const struct xfer *x, bool pass)
 {
 	const struct opts *o = x->o;
-	uint64_t end_ns = x->rx_done_ns != 0 ? x->rx_done_ns : now_ns();
+	uint64_t end_ns = x->rx_done_ns != 0 ? x->rx_done_ns : qd_tool_now_ns();
 	uint64_t tx_end_ns = x->tx_done_ns != 0 ? x->tx_done_ns : end_ns;
 
 	printf("target: %s, mode %s, seed %" PRIu64 ", %" PRIu64 " bytes\n", o->target_text,
@@ -808,14 +646,14 @@ report_text(const struct xfer *x, bool pass)
 		       " bytes sent\n", x->mismatch_got, x->mismatch_off, x->tx_off);
 	else if (x->outcome != OUT_PASS)
 		printf("failure: %s%s%s\n", outcome_names[x->outcome], x->err != 0 ? " " : "",
-		       x->err != 0 ? errno_name(x->err) : "");
+		       x->err != 0 ? qd_tool_errno_name(x->err) : "");
 	printf("result: %s\n", pass ? "PASS" : "FAIL");
 }
 
 static int
 xfer_alloc(struct xfer *x, const struct opts *o)
 {
-	*x = (struct xfer){ .o = o, .fd = -1, .key = stream_key(o->seed, 0) };
+	*x = (struct xfer){ .o = o, .fd = -1, .key = qd_tool_stream_key(o->seed, 0) };
 	x->wbuf = malloc(o->chunk_bytes);
 	x->rbuf = malloc(o->chunk_bytes);
 	x->gbuf = malloc(o->chunk_bytes);
@@ -851,8 +689,8 @@ main(int argc, char **argv)
 
 	if (rc != 0)
 		return rc > 0 ? 0 : 2;
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	signal(SIGINT, qd_tool_on_signal);
+	signal(SIGTERM, qd_tool_on_signal);
 	signal(SIGPIPE, SIG_IGN);
 	if (xfer_alloc(&x, &o) != 0) {
 		xfer_free(&x);
@@ -871,7 +709,7 @@ main(int argc, char **argv)
 	/* TCP_INFO of a connection that never opened says nothing. */
 	x.info_ok = err == 0 && getsockopt(x.fd, IPPROTO_TCP, TCP_INFO, &x.info, &len) == 0;
 	if (x.connected_ns == 0)
-		x.connected_ns = now_ns();
+		x.connected_ns = qd_tool_now_ns();
 	digest_hex(x.sha_tx, x.hex_tx);
 	digest_hex(x.sha_rx, x.hex_rx);
 	bool pass = xfer_passed(&x);

@@ -49,6 +49,8 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
+#include "tool_common.h"
+
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
@@ -86,7 +88,6 @@
 #define HIST_BUCKETS ((64u - HIST_SUB_BITS + 1u) * HIST_SUB)
 
 /* Stream generator constants (splitmix64). */
-#define GOLDEN64 0x9e3779b97f4a7c15ull
 #define SIZE_SALT 0x5a17e5a17e5a17e5ull
 
 _Static_assert(IO_CHUNK_BYTES % 8 == 0, "chunks hold whole generator words");
@@ -219,64 +220,9 @@ struct run {
 	uint8_t gbuf[IO_CHUNK_BYTES];
 };
 
-static volatile sig_atomic_t stop_signal;
-
-static void
-on_signal(int sig)
-{
-	stop_signal = sig;
-}
-
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
-
-static const char *
-errno_name(int err)
-{
-	const char *name = strerrorname_np(err);
-
-	return name != NULL ? name : "EUNKNOWN";
-}
+const char qd_tool_prog[] = "qdtcpload";
 
 /* ---- stream generator ------------------------------------------------------ */
-
-static inline uint64_t
-mix64(uint64_t x)
-{
-	x += GOLDEN64;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
-/* The key of connection <index>'s stream under <seed>. */
-static uint64_t
-stream_key(uint64_t seed, uint64_t index)
-{
-	return mix64(seed ^ mix64(index + 1));
-}
-
-/* Writes bytes [off, off + len) of stream <key> into <buf>. Byte i of the
- * stream is byte (i % 8), little-endian, of mix64(key + (i / 8) * GOLDEN64). */
-static void
-stream_fill(uint64_t key, uint64_t off, uint8_t *buf, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		uint64_t word = mix64(key + ((off + i) >> 3) * GOLDEN64);
-		unsigned int b = (unsigned int)((off + i) & 7);
-
-		for (; b < 8 && i < len; b++, i++)
-			buf[i] = (uint8_t)(word >> (8 * b));
-	}
-}
 
 /* Size of message <index> of the stream with <key>, in [min, max]. */
 static uint32_t
@@ -284,7 +230,7 @@ message_size(const struct opts *o, uint64_t key, uint64_t index)
 {
 	uint64_t span = (uint64_t)o->size_max_bytes - o->size_min_bytes + 1;
 
-	return o->size_min_bytes + (uint32_t)(mix64((key ^ SIZE_SALT) + index * GOLDEN64) % span);
+	return o->size_min_bytes + (uint32_t)(qd_tool_mix64((key ^ SIZE_SALT) + index * QD_TOOL_GOLDEN64) % span);
 }
 
 /* ---- latency histogram ----------------------------------------------------- */
@@ -356,97 +302,6 @@ hist_quantile(const struct hist *h, unsigned int permille)
 }
 
 /* ---- argument parsing ------------------------------------------------------ */
-
-/* Parses an unsigned integer with an optional K, M or G suffix (powers of
- * 1024) into <out>; refuses anything outside [<min>, <max>]. */
-static int
-parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	char *end;
-	uint64_t v, mult = 1;
-
-	if (s == NULL || *s == '\0' || *s == '-')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, s[0] == '0' && (s[1] == 'x' || s[1] == 'X') ? 16 : 10);
-	if (errno != 0 || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': mult = 1ull << 10; end++; break;
-	case 'm': case 'M': mult = 1ull << 20; end++; break;
-	case 'g': case 'G': mult = 1ull << 30; end++; break;
-	default: break;
-	}
-	if (*end != '\0' || (v != 0 && v > UINT64_MAX / mult))
-		return -EINVAL;
-	v *= mult;
-	if (v < min || v > max)
-		return -ERANGE;
-	*out = v;
-	return 0;
-}
-
-/* Parses seconds (fractions allowed) in [<min_s>, SECONDS_MAX] into <out_ns>. */
-static int
-parse_seconds(const char *s, double min_s, uint64_t *out_ns)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno != 0 || end == s || *end != '\0' || !(v >= min_s) || v > SECONDS_MAX)
-		return -EINVAL;
-	*out_ns = (uint64_t)(v * (double)NS_PER_S);
-	return 0;
-}
-
-/* Resolves "HOST:PORT" or "[V6]:PORT" into <ss>. <passive>: a local address
- * to listen on (port 0 refused either way). */
-static int
-parse_hostport(const char *text, bool passive, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[HOST_TEXT_MAX];
-	const char *colon, *port;
-	size_t host_len;
-
-	if (text[0] == '[') {
-		const char *close = strchr(text, ']');
-
-		if (close == NULL || close[1] != ':')
-			return -EINVAL;
-		host_len = (size_t)(close - text - 1);
-		text++;
-		port = close + 2;
-	} else {
-		colon = strrchr(text, ':');
-		if (colon == NULL || memchr(text, ':', (size_t)(colon - text)) != NULL)
-			return -EINVAL;
-		host_len = (size_t)(colon - text);
-		port = colon + 1;
-	}
-	if (host_len == 0 || host_len >= sizeof(host) || *port == '\0')
-		return -EINVAL;
-	memcpy(host, text, host_len);
-	host[host_len] = '\0';
-
-	struct addrinfo hints = {
-		.ai_family = AF_UNSPEC,
-		.ai_socktype = SOCK_STREAM,
-		.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0),
-	};
-	struct addrinfo *res = NULL;
-
-	if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL)
-		return -EHOSTUNREACH;
-	assert(res->ai_addrlen <= sizeof(*ss));
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
-	freeaddrinfo(res);
-	uint16_t p = ss->ss_family == AF_INET ? ((struct sockaddr_in *)ss)->sin_port
-					      : ((struct sockaddr_in6 *)ss)->sin6_port;
-	return p == 0 ? -EINVAL : 0;
-}
 
 /* Parses the comma-separated numeric addresses of --source into <o>. */
 static int
@@ -619,13 +474,6 @@ static const struct option long_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static int
-bad_value(const char *opt, const char *value, const char *expect)
-{
-	fprintf(stderr, "qdtcpload: --%s '%s': expected %s\n", opt, value, expect);
-	return -EINVAL;
-}
-
 /* Applies one option <c> with argument <arg>; -EINVAL after printing why. */
 static int
 apply_opt(struct opts *o, int c, const char *arg, bool *messages_set)
@@ -635,66 +483,66 @@ apply_opt(struct opts *o, int c, const char *arg, bool *messages_set)
 	switch (c) {
 	case OPT_TARGET:
 	case OPT_SERVE:
-		if (parse_hostport(arg, c == OPT_SERVE, &o->target, &o->target_len) != 0)
-			return bad_value(c == OPT_SERVE ? "serve" : "target", arg,
+		if (qd_tool_parse_hostport(arg, c == OPT_SERVE, &o->target, &o->target_len) != 0)
+			return qd_tool_bad_value(c == OPT_SERVE ? "serve" : "target", arg,
 					 "HOST:PORT with a resolvable host and a port 1..65535");
 		snprintf(o->target_text, sizeof(o->target_text), "%s", arg);
 		o->serve = c == OPT_SERVE;
 		return 0;
 	case OPT_CONNECTIONS:
-		if (parse_u64(arg, 1, CONNECTIONS_MAX, &v) != 0)
-			return bad_value("connections", arg, "1..1000000");
+		if (qd_tool_parse_u64(arg, 1, CONNECTIONS_MAX, &v) != 0)
+			return qd_tool_bad_value("connections", arg, "1..1000000");
 		o->connections = (uint32_t)v;
 		return 0;
 	case OPT_MESSAGES:
-		if (parse_u64(arg, 0, MESSAGES_MAX, &o->messages) != 0)
-			return bad_value("messages", arg, "0..1000000000");
+		if (qd_tool_parse_u64(arg, 0, MESSAGES_MAX, &o->messages) != 0)
+			return qd_tool_bad_value("messages", arg, "0..1000000000");
 		*messages_set = true;
 		return 0;
 	case OPT_DURATION:
-		if (parse_seconds(arg, 0.001, &o->duration_ns) != 0)
-			return bad_value("duration", arg, "seconds > 0");
+		if (qd_tool_parse_seconds(arg, 0.001, SECONDS_MAX, &o->duration_ns) != 0)
+			return qd_tool_bad_value("duration", arg, "seconds > 0");
 		return 0;
 	case OPT_MIN_SIZE:
 	case OPT_MAX_SIZE:
-		if (parse_u64(arg, 1, MESSAGE_BYTES_MAX, &v) != 0)
-			return bad_value(c == OPT_MIN_SIZE ? "min-size" : "max-size", arg,
+		if (qd_tool_parse_u64(arg, 1, MESSAGE_BYTES_MAX, &v) != 0)
+			return qd_tool_bad_value(c == OPT_MIN_SIZE ? "min-size" : "max-size", arg,
 					 "bytes, 1..16M");
 		*(c == OPT_MIN_SIZE ? &o->size_min_bytes : &o->size_max_bytes) = (uint32_t)v;
 		return 0;
 	case OPT_SEED:
-		if (parse_u64(arg, 0, UINT64_MAX, &o->seed) != 0)
-			return bad_value("seed", arg, "an unsigned 64-bit integer");
+		if (qd_tool_parse_u64(arg, 0, UINT64_MAX, &o->seed) != 0)
+			return qd_tool_bad_value("seed", arg, "an unsigned 64-bit integer");
 		return 0;
 	case OPT_CONNECT_RATE:
-		if (parse_u64(arg, 0, CONNECT_RATE_MAX, &o->connect_rate) != 0)
-			return bad_value("connect-rate", arg, "connections per second, 0..10000000");
+		if (qd_tool_parse_u64(arg, 0, CONNECT_RATE_MAX, &o->connect_rate) != 0)
+			return qd_tool_bad_value("connect-rate", arg, "connections per second, 0..10000000");
 		return 0;
 	case OPT_SOURCE:
 		if (parse_sources(o, arg) != 0)
-			return bad_value("source", arg, "at most 64 comma-separated IP addresses");
+			return qd_tool_bad_value("source", arg, "at most 64 comma-separated IP addresses");
 		return 0;
 	case OPT_CONNECT_TIMEOUT:
-		if (parse_seconds(arg, 0.001, &o->connect_timeout_ns) != 0)
-			return bad_value("connect-timeout", arg, "seconds > 0");
+		if (qd_tool_parse_seconds(arg, 0.001, SECONDS_MAX, &o->connect_timeout_ns) != 0)
+			return qd_tool_bad_value("connect-timeout", arg, "seconds > 0");
 		return 0;
 	case OPT_IDLE_TIMEOUT:
-		if (parse_seconds(arg, 0.001, &o->idle_timeout_ns) != 0)
-			return bad_value("idle-timeout", arg, "seconds > 0");
+		if (qd_tool_parse_seconds(arg, 0.001, SECONDS_MAX, &o->idle_timeout_ns) != 0)
+			return qd_tool_bad_value("idle-timeout", arg, "seconds > 0");
 		o->idle_timeout_set = true;
 		return 0;
 	case OPT_TIMEOUT:
-		if (parse_seconds(arg, 0.001, &o->timeout_ns) != 0)
-			return bad_value("timeout", arg, "seconds > 0");
+		if (qd_tool_parse_seconds(arg, 0.001, SECONDS_MAX, &o->timeout_ns) != 0)
+			return qd_tool_bad_value("timeout", arg, "seconds > 0");
 		o->timeout_set = true;
 		return 0;
 	case OPT_HOLD:
-		if (parse_seconds(arg, 0.0, &o->hold_ns) != 0)
-			return bad_value("hold", arg, "seconds >= 0");
+		if (qd_tool_parse_seconds(arg, 0.0, SECONDS_MAX, &o->hold_ns) != 0)
+			return qd_tool_bad_value("hold", arg, "seconds >= 0");
 		return 0;
 	case OPT_MAX_CLIENTS:
-		if (parse_u64(arg, 1, CONNECTIONS_MAX, &v) != 0)
-			return bad_value("max-clients", arg, "1..1000000");
+		if (qd_tool_parse_u64(arg, 1, CONNECTIONS_MAX, &v) != 0)
+			return qd_tool_bad_value("max-clients", arg, "1..1000000");
 		o->serve_clients_max = (uint32_t)v;
 		o->serve_clients_set = true;
 		return 0;
@@ -853,7 +701,7 @@ install_signals(void)
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
+	sa.sa_handler = qd_tool_on_signal;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -904,7 +752,7 @@ conn_fail(struct run *r, struct conn *c, enum fail_reason reason, int err)
 	if (r->o->verbose)
 		fprintf(stderr, "qdtcpload: connection %u failed: %s%s%s at offset %" PRIu64
 			" (sent %" PRIu64 ")\n", conn_index(r, c), fail_names[reason],
-			err != 0 ? " " : "", err != 0 ? errno_name(err) : "", c->fail_off,
+			err != 0 ? " " : "", err != 0 ? qd_tool_errno_name(err) : "", c->fail_off,
 			c->tx_off);
 }
 
@@ -970,7 +818,7 @@ conn_write(struct run *r, struct conn *c, uint64_t now)
 		uint64_t left = c->msg_end - c->tx_off;
 		size_t len = left < IO_CHUNK_BYTES ? (size_t)left : IO_CHUNK_BYTES;
 
-		stream_fill(c->key, c->tx_off, r->gbuf, len);
+		qd_tool_stream_fill(c->key, c->tx_off, r->gbuf, len);
 		ssize_t n = send(c->fd, r->gbuf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n < 0) {
@@ -1002,7 +850,7 @@ conn_next_message(struct run *r, struct conn *c, uint64_t now)
 
 	if (more) {
 		c->msg_end = c->tx_off + message_size(o, c->key, c->msg_index);
-		c->msg_start_ns = now_ns();
+		c->msg_start_ns = qd_tool_now_ns();
 		c->deadline_ns = now + o->idle_timeout_ns;
 		conn_write(r, c, now);
 		return;
@@ -1044,7 +892,7 @@ conn_verify(struct run *r, struct conn *c, size_t n)
 		/* The peer sent bytes we never did. */
 		good = (size_t)(c->tx_off - c->rx_off);
 	}
-	stream_fill(c->key, c->rx_off, r->gbuf, good);
+	qd_tool_stream_fill(c->key, c->rx_off, r->gbuf, good);
 	if (memcmp(r->gbuf, r->rbuf, good) == 0 && good == n)
 		return true;
 	size_t i = 0;
@@ -1088,7 +936,7 @@ conn_read(struct run *r, struct conn *c, uint64_t now)
 		r->bytes_received += (uint64_t)n;
 		c->deadline_ns = now + r->o->idle_timeout_ns;
 		if (c->state == CONN_ACTIVE && c->rx_off == c->msg_end) {
-			hist_add(&r->lat, now_ns() - c->msg_start_ns);
+			hist_add(&r->lat, qd_tool_now_ns() - c->msg_start_ns);
 			r->messages++;
 			c->msg_index++;
 			conn_next_message(r, c, now);
@@ -1164,7 +1012,7 @@ conn_start(struct run *r, uint32_t index, uint64_t now)
 static void
 conn_begin(struct run *r, struct conn *c, uint32_t index)
 {
-	*c = (struct conn){ .key = stream_key(r->o->seed, index), .fd = -1 };
+	*c = (struct conn){ .key = qd_tool_stream_key(r->o->seed, index), .fd = -1 };
 }
 
 /* Handles epoll <events> of connection <index>. */
@@ -1296,7 +1144,7 @@ static void
 run_loop(struct run *r)
 {
 	static struct epoll_event events[EVENTS_MAX];
-	uint64_t now = now_ns(), next_sweep_ns = now + SWEEP_NS, next_progress_ns = now + NS_PER_S;
+	uint64_t now = qd_tool_now_ns(), next_sweep_ns = now + SWEEP_NS, next_progress_ns = now + NS_PER_S;
 
 	r->start_ns = r->traffic_start_ns = r->next_start_ns = now;
 	r->deadline_ns = now + r->o->timeout_ns;
@@ -1311,10 +1159,10 @@ run_loop(struct run *r)
 			sweep(r, now, FAIL_INTERRUPTED);
 			return;
 		}
-		now = now_ns();
+		now = qd_tool_now_ns();
 		for (int i = 0; i < n; i++)
 			conn_event(r, events[i].data.u32, events[i].events, now);
-		if (stop_signal != 0) {
+		if (qd_tool_stop_signal != 0) {
 			sweep(r, now, FAIL_INTERRUPTED);
 		} else if (now >= r->deadline_ns) {
 			sweep(r, now, FAIL_RUN_TIMEOUT);
@@ -1357,7 +1205,7 @@ json_errnos(FILE *f, const char *name, const uint64_t *slots)
 	for (int e = 0; e < (int)ERRNO_SLOTS; e++) {
 		if (slots[e] == 0)
 			continue;
-		fprintf(f, "%s\"%s\":%" PRIu64, first ? "" : ",", e == 0 ? "other" : errno_name(e),
+		fprintf(f, "%s\"%s\":%" PRIu64, first ? "" : ",", e == 0 ? "other" : qd_tool_errno_name(e),
 			slots[e]);
 		first = false;
 	}
@@ -1379,7 +1227,7 @@ json_failures(FILE *f, const struct run *r)
 			",\"sent\":%" PRIu64, listed == 0 ? "" : ",", i, fail_names[c->fail],
 			c->fail_off, c->tx_off);
 		if (c->err != 0)
-			fprintf(f, ",\"errno\":\"%s\"", errno_name(c->err));
+			fprintf(f, ",\"errno\":\"%s\"", qd_tool_errno_name(c->err));
 		if (c->fail == FAIL_MISMATCH && c->extra)
 			fprintf(f, ",\"expected\":null,\"got\":%u", c->got);
 		else if (c->fail == FAIL_MISMATCH)
@@ -1434,7 +1282,7 @@ text_errnos(FILE *f, const char *what, const uint64_t *slots)
 	for (int e = 0; e < (int)ERRNO_SLOTS; e++) {
 		if (slots[e] == 0)
 			continue;
-		fprintf(f, " %s %" PRIu64, e == 0 ? "other" : errno_name(e), slots[e]);
+		fprintf(f, " %s %" PRIu64, e == 0 ? "other" : qd_tool_errno_name(e), slots[e]);
 		any = true;
 	}
 	fprintf(f, "%s\n", any ? "" : " none");
@@ -1452,7 +1300,7 @@ text_failures(FILE *f, const struct run *r)
 			continue;
 		fprintf(f, "failed: connection %u: %s", i, fail_names[c->fail]);
 		if (c->err != 0)
-			fprintf(f, " (%s)", errno_name(c->err));
+			fprintf(f, " (%s)", qd_tool_errno_name(c->err));
 		if (c->fail == FAIL_MISMATCH && c->extra)
 			fprintf(f, ": byte 0x%02x at offset %" PRIu64 " after the %" PRIu64
 				" bytes sent", c->got, c->fail_off, c->tx_off);
@@ -1524,7 +1372,7 @@ client_main(const struct opts *o)
 	for (uint32_t i = 0; i < o->connections; i++)
 		r->conns[i].fd = -1;
 	run_loop(r);
-	uint64_t elapsed_ns = now_ns() - r->start_ns;
+	uint64_t elapsed_ns = qd_tool_now_ns() - r->start_ns;
 
 	assert(r->ok + r->failed == o->connections && r->open == 0);
 	if (o->json)
@@ -1725,17 +1573,17 @@ static void
 server_loop(struct server *s)
 {
 	static struct epoll_event events[EVENTS_MAX];
-	uint64_t now = now_ns(), next_sweep_ns = now + NS_PER_S;
+	uint64_t now = qd_tool_now_ns(), next_sweep_ns = now + NS_PER_S;
 	uint64_t end_ns = s->o->duration_ns == 0 ? UINT64_MAX : now + s->o->duration_ns;
 
-	while (stop_signal == 0 && now < end_ns) {
+	while (qd_tool_stop_signal == 0 && now < end_ns) {
 		int n = epoll_wait(s->epfd, events, EVENTS_MAX, 100);
 
 		if (n < 0 && errno != EINTR) {
 			perror("qdtcpload: epoll_wait");
 			return;
 		}
-		now = now_ns();
+		now = qd_tool_now_ns();
 		for (int i = 0; i < n; i++) {
 			if (events[i].data.u64 == 0)
 				server_accept(s, now);
