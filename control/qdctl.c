@@ -456,32 +456,10 @@ main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
-	json_t *req = json_pack("{s:i, s:s}", "v", QD_CTL_PROTO_VERSION, "cmd", cmd);
-	char *req_s = json_dumps(req, JSON_COMPACT);
-	json_decref(req);
-	char line[QD_CTL_REQUEST_MAX];
-	snprintf(line, sizeof(line), "%s\n", req_s);
-	free(req_s);
-
-	char err[512];
-	char *reply_s = call(path, line, timeout_ms, err, sizeof(err));
-	if (reply_s == NULL) {
-		fprintf(stderr, "qdctl: %s\n", err);
-		return EXIT_UNREACHABLE;
-	}
-	json_error_t jerr;
-	json_t *reply = json_loads(reply_s, JSON_DISABLE_EOF_CHECK, &jerr);
-	free(reply_s);
-	if (!json_is_object(reply)) {
-		fprintf(stderr, "qdctl: malformed reply: %s\n", jerr.text);
-		json_decref(reply);
-		return EXIT_UNREACHABLE;
-	}
-	if (!json_is_true(json_object_get(reply, "ok"))) {
-		fprintf(stderr, "qdctl: %s: %s\n", cmd, str(reply, "error"));
-		json_decref(reply);
-		return EXIT_FAILED;
-	}
+	int status = EXIT_OK;
+	json_t *reply = request(path, cmd, NULL, timeout_ms, &status);
+	if (reply == NULL)
+		return status;
 	const json_t *data = json_object_get(reply, "data");
 	if (json_out) {
 		json_dumpf(data, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
