@@ -66,9 +66,17 @@ qd_icmp_echo_reply(struct rte_mbuf *m, struct rte_ipv4_hdr *ip,
 		*reason = QD_DROP_icmp_malformed;
 		return -1;
 	}
+	/* Only the type byte changes (8 -> 0), so update the checksum incrementally
+	 * (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')) instead of summing the message again. */
+	uint16_t old_word = rte_be_to_cpu_16(*(const uint16_t *)icmp); /* type:code */
 	icmp->icmp_type = RTE_IP_ICMP_ECHO_REPLY;
-	icmp->icmp_cksum = 0;
-	icmp->icmp_cksum = (uint16_t)~rte_raw_cksum(icmp, len);
+	uint16_t new_word = rte_be_to_cpu_16(*(const uint16_t *)icmp);
+	uint32_t sum = (uint16_t)~rte_be_to_cpu_16(icmp->icmp_cksum);
+	sum += (uint16_t)~old_word;
+	sum += new_word;
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	icmp->icmp_cksum = rte_cpu_to_be_16((uint16_t)~sum);
 
 	uint32_t src = ip->src_addr;
 	ip->src_addr = ip->dst_addr;

@@ -282,6 +282,23 @@ test_icmp_echo_reply(void **state)
 }
 
 static void
+test_icmp_checksum_many_sizes(void **state)
+{
+	struct qd_worker *w = ((struct fixture *)*state)->w;
+	struct icmp_opts o = {.dst = ip("10.9.0.101")};
+	/* The reply's checksum is updated incrementally: check it over many messages. */
+	for (uint16_t len = 0; len <= 1472; len += 13) {
+		qd_worker_input(w, icmp_frame(&o, len));
+		struct rte_mbuf *m = take_tx(w);
+		struct rte_icmp_hdr *ic = rte_pktmbuf_mtod_offset(m, struct rte_icmp_hdr *, 34);
+		assert_int_equal(ic->icmp_type, RTE_IP_ICMP_ECHO_REPLY);
+		if (rte_raw_cksum(ic, 8u + len) != 0xffff)
+			fail_msg("bad reply checksum for a %u-byte payload", len);
+		rte_pktmbuf_free(m);
+	}
+}
+
+static void
 test_ipv4_drops(void **state)
 {
 	struct qd_worker *w = ((struct fixture *)*state)->w;
@@ -407,6 +424,7 @@ main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_arp_probe_answered_not_learned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_arp_other_cases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_icmp_echo_reply, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_icmp_checksum_many_sizes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ipv4_drops, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mailbox_commands, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_txq_bounded, setup, teardown),
