@@ -96,6 +96,45 @@ tcp_json(const struct qd_tcp_counters *k, const uint32_t *states)
 }
 
 static json_t *
+proxy_json(const struct qd_proxy_counters *k, const struct qd_proxy_gauges *g)
+{
+	json_t *o = json_object();
+#define QD_X(name) json_object_set_new(o, #name, json_integer((json_int_t)k->name));
+	QD_PROXY_COUNTERS(QD_X)
+#undef QD_X
+	json_object_set_new(o, "clients", json_integer(g->clients));
+	json_object_set_new(o, "backends", json_integer(g->backends));
+	json_object_set_new(o, "backends_idle", json_integer(g->backends_idle));
+	json_object_set_new(o, "head_buffers_free", json_integer(g->head_buffers_free));
+	return o;
+}
+
+/* The route table as a whole: what every worker created and ended, and what is live. */
+static json_t *
+routes_json(const struct qd_daemon *d, const struct qd_proxy_counters *k)
+{
+	uint64_t ended = k->routes_ended_finished + k->routes_ended_failed +
+			 k->routes_ended_canceled + k->routes_ended_gone + k->routes_ended_lost +
+			 k->routes_ended_idle;
+	return json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:I}",
+			 "capacity", (json_int_t)(d->routes ? d->routes->capacity : 0),
+			 "live", (json_int_t)(d->routes ? qd_route_count(d->routes) : 0),
+			 "created", (json_int_t)k->routes_created,
+			 "ended_total", (json_int_t)ended,
+			 "ended",
+			 "finished", (json_int_t)k->routes_ended_finished,
+			 "failed", (json_int_t)k->routes_ended_failed,
+			 "canceled", (json_int_t)k->routes_ended_canceled,
+			 "gone", (json_int_t)k->routes_ended_gone,
+			 "lost", (json_int_t)k->routes_ended_lost,
+			 "idle", (json_int_t)k->routes_ended_idle,
+			 "total", (json_int_t)ended,
+			 "misses", (json_int_t)k->route_misses,
+			 "exists", (json_int_t)k->routes_exists,
+			 "full", (json_int_t)k->routes_full);
+}
+
+static json_t *
 fault_json(const struct qd_fault *f)
 {
 	json_t *o = json_object();
@@ -121,6 +160,10 @@ add_lcores(json_t *o, const struct qd_daemon *d)
 	struct qd_tcp_counters tcp_total;
 	uint32_t states_total[QD_TCP_STATE_MAX] = {0};
 	memset(&tcp_total, 0, sizeof(tcp_total));
+	struct qd_proxy_counters px_total;
+	struct qd_proxy_gauges pg_total;
+	memset(&px_total, 0, sizeof(px_total));
+	memset(&pg_total, 0, sizeof(pg_total));
 	for (unsigned int i = 0; i < d->workers_count; i++) {
 		const struct qd_worker *w = d->workers[i];
 		struct qd_lcore_stats s;
@@ -139,6 +182,19 @@ add_lcores(json_t *o, const struct qd_daemon *d)
 		for (unsigned int st = 0; st < QD_TCP_STATE_MAX; st++)
 			states_total[st] += states[st];
 		json_object_set_new(l, "tcp", tcp_json(&k, states));
+		if (w->proxy != NULL) {
+			struct qd_proxy_counters pk;
+			struct qd_proxy_gauges pg;
+			qd_proxy_read(w->proxy, &pk, &pg);
+#define QD_X(name) px_total.name += pk.name;
+			QD_PROXY_COUNTERS(QD_X)
+#undef QD_X
+			pg_total.clients += pg.clients;
+			pg_total.backends += pg.backends;
+			pg_total.backends_idle += pg.backends_idle;
+			pg_total.head_buffers_free += pg.head_buffers_free;
+			json_object_set_new(l, "proxy", proxy_json(&pk, &pg));
+		}
 		if (qd_fault_active(&w->fault))
 			json_object_set_new(l, "fault", fault_json(&w->fault));
 		json_array_append_new(arr, l);
@@ -146,7 +202,9 @@ add_lcores(json_t *o, const struct qd_daemon *d)
 	json_object_set_new(o, "lcores", arr);
 	json_t *totals = counters_json(&total);
 	json_object_set_new(totals, "tcp", tcp_json(&tcp_total, states_total));
+	json_object_set_new(totals, "proxy", proxy_json(&px_total, &pg_total));
 	json_object_set_new(o, "totals", totals);
+	json_object_set_new(o, "routes", routes_json(d, &px_total));
 	json_object_set_new(o, "main",
 			    json_pack("{s:I, s:I, s:I, s:I, s:I}", "events_handled",
 				      (json_int_t)d->stats.events_handled, "neigh_learned",

@@ -224,6 +224,34 @@ print_stats(const json_t *d)
 		       num(tcp, "resets_out"), num(tcp, "cookies_valid"), num(tcp, "cookies_sent"),
 		       num(tcp, "timeouts"));
 	}
+	const json_t *px = json_object_get(t, "proxy");
+	if (px != NULL) {
+		printf("\nproxy: %lld clients, %lld backends (%lld idle), %lld requests "
+		       "(%lld submits, %lld follow-ups), %lld responses forwarded\n",
+		       num(px, "clients"), num(px, "backends"), num(px, "backends_idle"),
+		       num(px, "requests"), num(px, "requests_submit"), num(px, "requests_followup"),
+		       num(px, "responses_forwarded"));
+		printf("       answered here: 200 %lld, 400 %lld, 404 %lld, 408 %lld, 413 %lld, "
+		       "431 %lld, 502 %lld, 503 %lld, 504 %lld, failed results %lld\n",
+		       num(px, "local_200"), num(px, "local_400"), num(px, "local_404"),
+		       num(px, "local_408"), num(px, "local_413"), num(px, "local_431"),
+		       num(px, "local_502"), num(px, "local_503"), num(px, "local_504"),
+		       num(px, "failed_results"));
+		printf("       backends: %lld connects, %lld failed, %lld timed out, %lld reused, "
+		       "%lld lost, %lld retries\n",
+		       num(px, "backend_connects"), num(px, "backend_connect_failed"),
+		       num(px, "backend_connect_timeouts"), num(px, "backend_reused"),
+		       num(px, "backend_lost"), num(px, "retries"));
+	}
+	const json_t *r = json_object_get(d, "routes");
+	if (r != NULL && num(r, "capacity") > 0) {
+		const json_t *e = json_object_get(r, "ended");
+		printf("routes: %lld live of %lld, %lld created, ended %lld (finished %lld, failed "
+		       "%lld, canceled %lld, gone %lld, lost %lld, idle %lld), misses %lld\n",
+		       num(r, "live"), num(r, "capacity"), num(r, "created"), num(e, "total"),
+		       num(e, "finished"), num(e, "failed"), num(e, "canceled"), num(e, "gone"),
+		       num(e, "lost"), num(e, "idle"), num(r, "misses"));
+	}
 }
 
 static void

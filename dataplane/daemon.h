@@ -43,6 +43,7 @@ struct qd_daemon {
 	struct rte_ring *mailboxes[QD_CONFIG_WORKERS_MAX];
 	struct rte_ring *steer[QD_CONFIG_WORKERS_MAX]; /* TCP segments for worker i */
 	struct qd_worker *workers[QD_CONFIG_WORKERS_MAX];
+	struct qd_route_table *routes; /* query id -> coordinator, NULL without coordinators */
 	unsigned int workers_count;
 	bool stop; /* written by the main lcore with release, read by workers with acquire */
 	struct qd_neigh_table neigh; /* master */

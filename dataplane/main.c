@@ -163,6 +163,39 @@ tcp_conf_from_config(struct qd_tcp_conf *t, const struct qd_config *cfg)
 	};
 }
 
+/* The query proxy's settings for worker <index> of <count>. */
+static void
+proxy_conf_from_config(struct qd_proxy_conf *p, const struct qd_config *cfg, unsigned int index)
+{
+	uint32_t half = RTE_MAX(cfg->tcp_max_connections / 2, 1u);
+	*p = (struct qd_proxy_conf){
+		.listen_port = cfg->listen_port,
+		.max_clients = cfg->proxy_max_clients ? cfg->proxy_max_clients : half,
+		.max_backends = cfg->proxy_max_backends ? cfg->proxy_max_backends : half,
+		.head_buffers = cfg->proxy_head_buffers,
+		.max_header_bytes = cfg->http_max_header_bytes,
+		.max_headers = cfg->http_max_headers,
+		.max_body_bytes = cfg->http_max_body_bytes,
+		.header_timeout_ms = cfg->http_header_timeout_ms,
+		.keepalive_timeout_ms = cfg->http_keepalive_timeout_ms,
+		.connect_timeout_ms = cfg->upstream_connect_timeout_ms,
+		.response_timeout_ms = cfg->upstream_response_timeout_ms,
+		.pool_idle_max = cfg->upstream_pool_idle_max,
+		.pool_idle_timeout_ms = cfg->upstream_pool_idle_timeout_ms,
+		.down_ms = cfg->upstream_down_ms,
+		.route_idle_ms = cfg->route_idle_timeout_s * 1000u,
+		.forwarded_for = cfg->http_forwarded_for,
+		.vip_be = cfg->vips_be[0],
+		.worker_index = index,
+		.worker_count = cfg->workers,
+		.coords_count = RTE_MIN(cfg->coordinators_count, (unsigned int)QD_PROXY_COORDS_MAX),
+	};
+	for (unsigned int i = 0; i < p->coords_count; i++) {
+		p->coords[i].ip_be = cfg->coordinators[i].addr_be;
+		p->coords[i].port = cfg->coordinators[i].port;
+	}
+}
+
 static int
 make_workers(struct qd_daemon *d, char *err, size_t err_len)
 {
@@ -179,6 +212,15 @@ make_workers(struct qd_daemon *d, char *err, size_t err_len)
 		QD_LOG(WARNING, main, "fault injection is ON (fault.seed %" PRIu64 "): "
 		       "this dispatcher drops, delays, reorders or duplicates frames on purpose",
 		       d->cfg.fault_seed);
+	if (d->cfg.coordinators_count > 0) {
+		d->routes = qd_route_table_create("qd_routes", d->cfg.route_max, d->cfg.workers,
+						  (int)rte_socket_id());
+		if (d->routes == NULL) {
+			snprintf(err, err_len, "route table (route.max %u): %s", d->cfg.route_max,
+				 strerror(errno));
+			return -ENOMEM;
+		}
+	}
 	RTE_LCORE_FOREACH_WORKER(lcore) {
 		struct qd_worker_conf wc = {
 			.lcore_id = lcore,
@@ -196,6 +238,11 @@ make_workers(struct qd_daemon *d, char *err, size_t err_len)
 		};
 		tcp_conf_from_config(&wc.tcp, &d->cfg);
 		wc.tcp.steer_index = i;
+		if (d->routes != NULL) {
+			wc.proxy = true;
+			wc.routes = d->routes;
+			proxy_conf_from_config(&wc.proxy_conf, &d->cfg, i);
+		}
 		d->workers[i] = qd_worker_create(&wc, &d->iface, d->pool, d->mailboxes[i], d->events,
 						 d->steer, &d->stop, true);
 		if (d->workers[i] == NULL) {
@@ -306,6 +353,7 @@ stop(struct qd_daemon *d)
 		}
 		rte_ring_free(d->steer[i]);
 	}
+	qd_route_table_destroy(d->routes);
 	rte_ring_free(d->events);
 	qd_neigh_table_free(&d->neigh);
 	rte_mempool_free(d->pool);

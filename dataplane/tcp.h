@@ -179,6 +179,10 @@ int qd_tcp_send(struct qd_tcp_conn *c, struct rte_mbuf *m, uint64_t now_us);
 /* Bytes qd_tcp_send() would accept now. */
 uint32_t qd_tcp_send_space(const struct qd_tcp_conn *c);
 
+/* Ask for on_writable once acknowledgements free send space, without a refused send
+ * (for a caller that holds off because the space is too small to be worth it). */
+void qd_tcp_want_writable(struct qd_tcp_conn *c);
+
 /* The application consumed <bytes> of delivered payload. */
 void qd_tcp_recv_consumed(struct qd_tcp_conn *c, uint32_t bytes, uint64_t now_us);
 

@@ -553,6 +553,12 @@ qd_tcp_send_space(const struct qd_tcp_conn *c)
 	return c->sq_bytes >= buf ? 0 : buf - c->sq_bytes;
 }
 
+void
+qd_tcp_want_writable(struct qd_tcp_conn *c)
+{
+	c->want_writable = true;
+}
+
 /* Append one single-segment chunk of at most mss bytes. */
 static void
 sq_append(struct qd_tcp_conn *c, struct rte_mbuf *m)

@@ -302,7 +302,11 @@ worker_start_tcp(struct qd_worker *w)
 	w->services = qd_tcp_services_create(w->tcp, conf->tcp.max_connections, conf->lcore_id);
 	if (w->services == NULL)
 		return -errno;
-	return qd_tcp_services_listen(w->services, conf->echo_port, conf->discard_port);
+	int rc = qd_tcp_services_listen(w->services, conf->echo_port, conf->discard_port);
+	if (rc != 0 || !conf->proxy)
+		return rc;
+	w->proxy = qd_proxy_create(&conf->proxy_conf, w->tcp, conf->routes, conf->lcore_id);
+	return w->proxy == NULL ? -errno : 0;
 }
 
 struct qd_worker *
@@ -351,6 +355,7 @@ qd_worker_destroy(struct qd_worker *w)
 		return;
 	qd_tcp_services_destroy(w->services);
 	qd_tcp_stack_destroy(w->tcp);
+	qd_proxy_destroy(w->proxy);
 	for (uint16_t i = 0; i < w->txq.count; i++)
 		rte_pktmbuf_free(w->txq.pkts[i]);
 	qd_fault_fini(&w->fault);
@@ -400,7 +405,12 @@ idle_sleep(struct qd_worker *w)
 		w->sleep_us = QD_IDLE_SLEEP_MIN_US;
 	else if (w->sleep_us < w->conf.idle_sleep_max_us)
 		w->sleep_us = RTE_MIN(w->sleep_us * 2, w->conf.idle_sleep_max_us);
+	/* Asleep, this lcore holds no route: readers that wait for it must not. */
+	if (w->conf.routes != NULL)
+		qd_route_thread_offline(w->conf.routes, w->conf.tcp.steer_index);
 	rte_delay_us_sleep(w->sleep_us);
+	if (w->conf.routes != NULL)
+		qd_route_thread_online(w->conf.routes, w->conf.tcp.steer_index);
 	qd_stat_add(&w->stats.idle_sleeps, 1);
 	qd_stat_add(&w->stats.idle_sleep_us, w->sleep_us);
 }
@@ -417,10 +427,21 @@ qd_worker_main(void *arg)
 	QD_LOG(INFO, dp, "lcore %u: worker up on port %u queue %u (idle %s)",
 		w->conf.lcore_id, w->conf.port_id, w->conf.queue_id, w->conf.idle ? "on" : "off");
 	w->last_work_tsc = rte_rdtsc();
+	struct qd_route_table *routes = w->conf.routes;
+	unsigned int rcu_id = w->conf.tcp.steer_index;
+	if (routes != NULL && qd_route_thread_register(routes, rcu_id) != 0) {
+		QD_LOG(ERR, dp, "lcore %u: cannot register with the route table", w->conf.lcore_id);
+		return -1;
+	}
 	while (!__atomic_load_n(w->stop, __ATOMIC_ACQUIRE)) {
 		uint64_t start = rte_rdtsc();
 		w->now_us = start / w->tsc_per_us;
 		qd_tcp_services_set_now(w->services, w->now_us);
+		if (w->proxy != NULL) {
+			/* Nothing from the last iteration holds a route entry any more. */
+			qd_route_quiescent(routes, rcu_id);
+			qd_proxy_set_now(w->proxy, w->now_us);
+		}
 		uint16_t n = rte_eth_rx_burst(w->conf.port_id, w->conf.queue_id, pkts,
 					      w->conf.burst);
 		if (unlikely(qd_fault_active(&w->fault))) {
@@ -436,6 +457,8 @@ qd_worker_main(void *arg)
 		unsigned int msgs = drain_mailbox(w) + drain_steered(w);
 		qd_tcp_probe_poll(w->services);
 		qd_tcp_timers(w->tcp, w->now_us);
+		if (w->proxy != NULL)
+			qd_proxy_poll(w->proxy, w->now_us);
 		qd_worker_flush(w);
 		qd_stat_add(&w->stats.loops, 1);
 		if (n + msgs > 0 || w->txq.count > 0) {
@@ -453,6 +476,8 @@ qd_worker_main(void *arg)
 		}
 	}
 	qd_worker_flush(w);
+	if (routes != NULL)
+		qd_route_thread_unregister(routes, rcu_id);
 	QD_LOG(INFO, dp, "lcore %u: worker stopped", w->conf.lcore_id);
 	return 0;
 }

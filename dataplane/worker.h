@@ -21,6 +21,8 @@
 #include "lcore_stats.h"
 #include "msg.h"
 #include "neigh.h"
+#include "proxy.h"
+#include "route_table.h"
 #include "tcp.h"
 #include "tcp_services.h"
 
@@ -43,6 +45,9 @@ struct qd_worker_conf {
 	struct qd_siphash_key secret;  /* ISNs and SYN cookies */
 	uint16_t echo_port;            /* 0 = off */
 	uint16_t discard_port;         /* 0 = off */
+	bool proxy;                    /* serve the query proxy (needs coordinators) */
+	struct qd_proxy_conf proxy_conf;
+	struct qd_route_table *routes; /* shared; NULL without the proxy */
 };
 
 #define QD_STEER_RING_SIZE 4096 /* mbufs in flight to another worker */
@@ -64,6 +69,7 @@ struct qd_worker {
 	struct qd_neigh_table neigh;    /* replica, written only from the mailbox */
 	struct qd_tcp_stack *tcp;
 	struct qd_tcp_services *services;
+	struct qd_proxy *proxy;         /* NULL when the proxy is off */
 	struct rte_ring *const *steer;  /* every worker's steering ring, by worker index */
 	uint64_t tsc_per_us;
 	uint64_t now_us;                /* read once per loop iteration */

@@ -195,6 +195,38 @@ DEFINE_UINT_KEY(key_service_echo, service_echo_port, uint16_t, "service.echo_por
 DEFINE_UINT_KEY(key_service_discard, service_discard_port, uint16_t, "service.discard_port", 1,
 		65535)
 
+DEFINE_UINT_KEY(key_http_max_header, http_max_header_bytes, uint32_t, "http.max_header_bytes",
+		1024, 65536)
+DEFINE_UINT_KEY(key_http_max_headers, http_max_headers, uint32_t, "http.max_headers", 8, 1000)
+DEFINE_UINT_KEY(key_http_max_body, http_max_body_bytes, uint64_t, "http.max_body_bytes", 0,
+		1ull << 40)
+DEFINE_UINT_KEY(key_http_header_to, http_header_timeout_ms, uint32_t, "http.header_timeout_ms",
+		100, 3600000)
+DEFINE_UINT_KEY(key_http_ka_to, http_keepalive_timeout_ms, uint32_t, "http.keepalive_timeout_ms",
+		100, 86400000)
+DEFINE_UINT_KEY(key_proxy_clients, proxy_max_clients, uint32_t, "proxy.max_clients", 1, 4194304)
+DEFINE_UINT_KEY(key_proxy_backends, proxy_max_backends, uint32_t, "proxy.max_backends", 1,
+		4194304)
+DEFINE_UINT_KEY(key_proxy_heads, proxy_head_buffers, uint32_t, "proxy.head_buffers", 16, 1048576)
+DEFINE_UINT_KEY(key_up_connect_to, upstream_connect_timeout_ms, uint32_t,
+		"upstream.connect_timeout_ms", 10, 600000)
+DEFINE_UINT_KEY(key_up_response_to, upstream_response_timeout_ms, uint32_t,
+		"upstream.response_timeout_ms", 100, 86400000)
+DEFINE_UINT_KEY(key_up_pool_idle, upstream_pool_idle_max, uint32_t, "upstream.pool_idle_max", 0,
+		65536)
+DEFINE_UINT_KEY(key_up_pool_idle_to, upstream_pool_idle_timeout_ms, uint32_t,
+		"upstream.pool_idle_timeout_ms", 100, 86400000)
+DEFINE_UINT_KEY(key_up_down, upstream_down_ms, uint32_t, "upstream.down_ms", 0, 3600000)
+DEFINE_UINT_KEY(key_route_max, route_max, uint32_t, "route.max", 64, 16777216)
+DEFINE_UINT_KEY(key_route_idle, route_idle_timeout_s, uint32_t, "route.idle_timeout_s", 1,
+		604800)
+
+static int
+key_http_xff(struct parse_ctx *ctx, const char *value)
+{
+	return parse_bool(ctx, "http.forwarded_for", value, &ctx->cfg->http_forwarded_for);
+}
+
 static int
 key_tcp_syn_cookies(struct parse_ctx *ctx, const char *value)
 {
@@ -408,6 +440,22 @@ static const struct key_desc keys[] = {
 	{"tcp.challenge_ack_per_s", key_tcp_ca, false},
 	{"tcp.local_port_min", key_tcp_port_min, false},
 	{"tcp.local_port_max", key_tcp_port_max, false},
+	{"http.max_header_bytes", key_http_max_header, false},
+	{"http.max_headers", key_http_max_headers, false},
+	{"http.max_body_bytes", key_http_max_body, false},
+	{"http.header_timeout_ms", key_http_header_to, false},
+	{"http.keepalive_timeout_ms", key_http_ka_to, false},
+	{"http.forwarded_for", key_http_xff, false},
+	{"proxy.max_clients", key_proxy_clients, false},
+	{"proxy.max_backends", key_proxy_backends, false},
+	{"proxy.head_buffers", key_proxy_heads, false},
+	{"upstream.connect_timeout_ms", key_up_connect_to, false},
+	{"upstream.response_timeout_ms", key_up_response_to, false},
+	{"upstream.pool_idle_max", key_up_pool_idle, false},
+	{"upstream.pool_idle_timeout_ms", key_up_pool_idle_to, false},
+	{"upstream.down_ms", key_up_down, false},
+	{"route.max", key_route_max, false},
+	{"route.idle_timeout_s", key_route_idle, false},
 	{"service.echo_port", key_service_echo, false},
 	{"service.discard_port", key_service_discard, false},
 	{"fault.rx_loss_ppm", key_fault_rx_loss, false},
@@ -466,6 +514,19 @@ qd_config_defaults(struct qd_config *cfg)
 	cfg->tcp_challenge_ack_per_s = 1000;
 	cfg->tcp_local_port_min = 32768;
 	cfg->tcp_local_port_max = 60999;
+	cfg->http_max_header_bytes = 16384;
+	cfg->http_max_headers = 100;
+	cfg->http_max_body_bytes = 16ull << 20;
+	cfg->http_header_timeout_ms = 10000;
+	cfg->http_keepalive_timeout_ms = 60000;
+	cfg->proxy_head_buffers = 1024;
+	cfg->upstream_connect_timeout_ms = 2000;
+	cfg->upstream_response_timeout_ms = 300000;
+	cfg->upstream_pool_idle_max = 64;
+	cfg->upstream_pool_idle_timeout_ms = 30000;
+	cfg->upstream_down_ms = 1000;
+	cfg->route_max = 65536;
+	cfg->route_idle_timeout_s = 600;
 	/* fault.*: all off (zeroed above); these two only matter once reordering is on. */
 	cfg->fault_reorder_gap = 3;
 	cfg->fault_reorder_hold_us = 1000;

@@ -113,6 +113,27 @@ struct qd_config {
 	uint16_t tcp_local_port_min;
 	uint16_t tcp_local_port_max;
 
+	/* [http] the query proxy's HTTP/1.1 on client and coordinator connections */
+	uint32_t http_max_header_bytes;
+	uint32_t http_max_headers;
+	uint64_t http_max_body_bytes;
+	uint32_t http_header_timeout_ms;
+	uint32_t http_keepalive_timeout_ms;
+	bool http_forwarded_for;
+	/* [proxy] per worker lcore */
+	uint32_t proxy_max_clients;    /* 0 = auto: half of tcp.max_connections */
+	uint32_t proxy_max_backends;   /* 0 = auto: half of tcp.max_connections */
+	uint32_t proxy_head_buffers;
+	/* [upstream] connections to coordinators */
+	uint32_t upstream_connect_timeout_ms;
+	uint32_t upstream_response_timeout_ms;
+	uint32_t upstream_pool_idle_max;
+	uint32_t upstream_pool_idle_timeout_ms;
+	uint32_t upstream_down_ms;
+	/* [route] the query route table, shared by the workers */
+	uint32_t route_max;
+	uint32_t route_idle_timeout_s;
+
 	/* [service] test services on every address we own; 0 = off */
 	uint16_t service_echo_port;
 	uint16_t service_discard_port;

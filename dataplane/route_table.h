@@ -1,0 +1,99 @@
+/*
+ * The query route table: query id -> coordinator, one table shared by every
+ * worker lcore.
+ *
+ * A query's follow-up requests may land on any lcore (RSS or the af_packet
+ * fanout hash picks the core by the client's 4-tuple, and clients open new
+ * connections freely), so the lcore that saw the POST's response records the
+ * route and every lcore reads it. Reads are lock-free: an rte_hash with
+ * RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF. Writes (one insert per query, one
+ * delete when it ends) are rare next to reads; the hash serialises concurrent
+ * writers among themselves (MULTI_WRITER_ADD), never readers.
+ *
+ * The hash maps the id to the index of an entry in a fixed array allocated at
+ * start-up; free indexes live in an MP/MC rte_ring. A deleted key's index goes
+ * back to that ring only after every worker has passed a quiescent state (RCU
+ * QSBR, the hash's defer queue), so a reader that found an entry can use it
+ * until the end of its loop iteration even if another lcore ends the query
+ * meanwhile. Each worker therefore calls qd_route_quiescent() once per loop
+ * iteration and goes offline around its idle sleeps.
+ *
+ * Ending a route is exactly-once: qd_route_remove() succeeds for one caller
+ * only, and only that caller counts the end. Idle routes (the client went
+ * away without finishing or cancelling) are swept incrementally by every
+ * worker, each over its own stripe of the array.
+ */
+#ifndef QD_ROUTE_TABLE_H
+#define QD_ROUTE_TABLE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_hash.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
+
+#include "trino_proto.h"
+
+#define QD_ROUTE_KEY_LEN 48 /* QD_TRINO_ID_MAX + NUL, the size rte_hash compares fastest */
+#define QD_ROUTE_THREADS_MAX 64
+
+struct qd_route_entry {
+	char id[QD_ROUTE_KEY_LEN];  /* the key, zero padded (for the sweeper's delete) */
+	uint64_t created_us;
+	uint64_t last_used_us;      /* relaxed atomics: any lcore touches it on use */
+	uint16_t coord;             /* index into the configured coordinators */
+	uint16_t owner;             /* worker index that created it */
+	uint32_t live;              /* 1 between insert and the winning remove */
+} __rte_cache_aligned;
+
+struct qd_route_table {
+	struct rte_hash *hash;
+	struct rte_rcu_qsbr *qsbr;
+	struct rte_ring *free_idx;
+	struct qd_route_entry *entries;
+	uint32_t capacity;
+	uint32_t threads;
+};
+
+/* Create a table for <capacity> routes read by <threads> workers (thread ids 0..threads-1).
+ * NULL with errno on failure. */
+struct qd_route_table *qd_route_table_create(const char *name, uint32_t capacity,
+					     uint32_t threads, int socket);
+void qd_route_table_destroy(struct qd_route_table *t);
+
+/* Worker <thread> starts/stops reading (online/offline around sleeps, register at start). */
+int qd_route_thread_register(struct qd_route_table *t, unsigned int thread);
+void qd_route_thread_unregister(struct qd_route_table *t, unsigned int thread);
+void qd_route_thread_online(struct qd_route_table *t, unsigned int thread);
+void qd_route_thread_offline(struct qd_route_table *t, unsigned int thread);
+/* Once per loop iteration: this thread holds no entry pointer any more. */
+static inline void
+qd_route_quiescent(struct qd_route_table *t, unsigned int thread)
+{
+	rte_rcu_qsbr_quiescent(t->qsbr, thread);
+}
+
+/* Record <id> -> <coord>. 0, -EEXIST (already routed: left as it was), -ENOSPC (table
+ * full), -EINVAL (id empty or longer than QD_TRINO_ID_MAX). */
+int qd_route_insert(struct qd_route_table *t, const char *id, size_t id_len, uint16_t coord,
+		    uint16_t owner, uint64_t now_us);
+
+/* The coordinator of <id> (and refresh its idle clock), or -ENOENT. */
+int qd_route_lookup(struct qd_route_table *t, const char *id, size_t id_len, uint64_t now_us);
+
+/* End the route of <id>: 0 for the one caller that removed it, -ENOENT for everyone else. */
+int qd_route_remove(struct qd_route_table *t, const char *id, size_t id_len);
+
+/* Sweep up to <budget> entries of stripe <thread> (of <stripes>) starting at *cursor:
+ * routes unused for more than <idle_us> are removed. Returns how many this call removed.
+ * Routes of a coordinator with a bit set in <dead_mask> (coord < 64) are removed too,
+ * counted separately in *dead_removed. */
+uint32_t qd_route_sweep(struct qd_route_table *t, unsigned int thread, unsigned int stripes,
+			uint32_t *cursor, uint32_t budget, uint64_t now_us, uint64_t idle_us,
+			uint64_t dead_mask, uint32_t *dead_removed);
+
+/* Routes in the table now (readers' view; exact when no writer runs). */
+uint32_t qd_route_count(const struct qd_route_table *t);
+
+#endif /* QD_ROUTE_TABLE_H */
