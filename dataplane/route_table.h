@@ -10,12 +10,11 @@
  * delete when it ends) are rare next to reads; the hash serialises concurrent
  * writers among themselves (MULTI_WRITER_ADD), never readers.
  *
- * The hash maps the id to the index of an entry in a fixed array allocated at
- * start-up; free indexes live in an MP/MC rte_ring. A deleted key's index goes
- * back to that ring only after every worker has passed a quiescent state (RCU
- * QSBR, the hash's defer queue), so a reader that found an entry can use it
- * until the end of its loop iteration even if another lcore ends the query
- * meanwhile. Each worker therefore calls qd_route_quiescent() once per loop
+ * The hash's key position indexes a fixed entry array allocated at start-up
+ * (coordinator, times, a copy of the id). A deleted key's position is reused
+ * only after every worker has passed a quiescent state (RCU QSBR, the hash's
+ * defer queue), so a reader that found an entry can use it until the end of
+ * its loop iteration even if another lcore ends the query meanwhile. Each worker therefore calls qd_route_quiescent() once per loop
  * iteration and goes offline around its idle sleeps.
  *
  * Ending a route is exactly-once: qd_route_remove() succeeds for one caller
@@ -31,7 +30,6 @@
 
 #include <rte_hash.h>
 #include <rte_rcu_qsbr.h>
-#include <rte_ring.h>
 
 #include "trino_proto.h"
 
@@ -50,9 +48,10 @@ struct qd_route_entry {
 struct qd_route_table {
 	struct rte_hash *hash;
 	struct rte_rcu_qsbr *qsbr;
-	struct rte_ring *free_idx;
-	struct qd_route_entry *entries;
-	uint32_t capacity;
+	struct qd_route_entry *entries; /* by the hash's key position */
+	uint32_t positions;             /* entries[] size: the hash's largest position + 1 */
+	uint32_t capacity;              /* routes at most */
+	uint32_t live_count;            /* relaxed atomics */
 	uint32_t threads;
 };
 
