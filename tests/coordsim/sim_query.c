@@ -1118,7 +1118,8 @@ sim_post_statement(struct sim_ctx *x)
 	q->hist_prev = q->hist_next = SIM_NIL;
 	q->user_slot[0] = q->user_slot[1] = SIM_NIL;
 	q->source_slot[0] = q->source_slot[1] = SIM_NIL;
-	snprintf(q->user, sizeof(q->user), "%s", r->has_user ? r->user : "anonymous");
+	snprintf(q->user, sizeof(q->user), "%s",
+		 r->has_user && r->user[0] != '\0' ? r->user : "anonymous");
 	snprintf(q->source, sizeof(q->source), "%s", r->source);
 	keep = r->body_len < s->opt.query_text_max ? r->body_len : s->opt.query_text_max;
 	q->sql = malloc(keep + 1);
