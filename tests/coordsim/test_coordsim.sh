@@ -410,6 +410,18 @@ echo "== options"
 check "--help" bash -c "'$SIM_BIN' --help | grep -q -- --client-timeout"
 check "a bad option exits 2" bash -c "'$SIM_BIN' --listen 127.0.0.1:1 --long-poll-ms x 2>/dev/null; test \$? -eq 2"
 
+echo "== clean stop"
+for name in S T; do
+	pid_var=${name}_PID
+	pid=${!pid_var}
+	kill -TERM "$pid"
+	wait "$pid"
+	eq "simulator $name exits 0 on SIGTERM" "$?" 0
+	check "simulator $name logged no sanitizer report" \
+		bash -c "! grep -Eq 'Sanitizer|runtime error' '$TMP/$name.log'"
+done
+PIDS=()
+
 echo
 if ((FAILS > 0)); then
 	echo "FAIL: $FAILS of $CHECKS checks failed"
