@@ -142,19 +142,21 @@ function parseOptions() {
 	return o;
 }
 
-// The simulator's row values (docs/coordsim.md, "Rows"): row i (0-based) of a
-// query is the decimal number i, then '-', then the repeated alphabet
-// "abcdefghijklmnopqrstuvwxyz" from its start, cut to row_bytes (default 8)
-// bytes in all (if row_bytes is shorter than the number, the number cut).
+// The simulator's row values (docs/coordsim.md; tests/coordsim/sim_body.c):
+// row i (0-based) of a query is the first row_bytes (default 8) characters of
+// "<i in decimal>:" followed by the alphabet 0-9a-z repeated forever, starting
+// at character (i mod 36). Row 0 with 8 bytes is "0:012345", row 37 "37:12345".
 const DEFAULT_ROW_BYTES = 8;
-const ALPHABET = 'abcdefghijklmnopqrstuvwxyz';
+const ALPHABET = '0123456789abcdefghijklmnopqrstuvwxyz';
 
 function expectedValue(i, rowBytes) {
-	const head = `${i}-`;
+	const head = `${i}:`;
 	if (head.length >= rowBytes)
 		return head.slice(0, rowBytes);
 	const fill = rowBytes - head.length;
-	return head + ALPHABET.repeat(Math.ceil(fill / ALPHABET.length)).slice(0, fill);
+	const k = i % ALPHABET.length;
+	const turn = ALPHABET.slice(k) + ALPHABET.slice(0, k);
+	return head + turn.repeat(Math.ceil(fill / ALPHABET.length)).slice(0, fill);
 }
 
 function querySql(o, index) {

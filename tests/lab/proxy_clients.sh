@@ -43,10 +43,12 @@ CANCEL_EVERY=10
 SOURCE=qd-proxy-clients
 
 # Where the numbers live; adjust here when a schema changes.
-# qdctl --json stats of peer 1: the proxy's routes (query id -> coordinator).
-ROUTES_CREATED_JQ='.totals.proxy.routes_created'
-ROUTES_ENDED_JQ='.totals.proxy.routes_ended'
-ROUTES_ACTIVE_JQ='.totals.proxy.routes_active'
+# qdctl --json of peer 1: the proxy's route table (query id -> coordinator).
+ROUTES_CREATED_JQ='.routes.created'
+ROUTES_ENDED_JQ='.routes.ended_total'
+ROUTES_FINISHED_JQ='.routes.ended.finished'
+ROUTES_CANCELED_JQ='.routes.ended.canceled'
+ROUTES_ACTIVE_JQ='.routes.live'
 # GET /v1/simulator/stats (docs/coordsim.md): the totals, and one coordinator
 # address's counters given its "IP:PORT" as $c.
 SIM_TOTAL_JQ='.total'
@@ -108,9 +110,10 @@ sim_check shape 0 '($t | type) == "object" and ($k | length) == 3 and all($k[]; 
 if [[ $TARGET_MODE == dispatcher ]]; then
 	pool_at_rest
 	snapshot before || fail "qdctl --json failed"
-	for jq_path in "$ROUTES_CREATED_JQ" "$ROUTES_ENDED_JQ"; do
+	for jq_path in "$ROUTES_CREATED_JQ" "$ROUTES_ENDED_JQ" "$ROUTES_FINISHED_JQ" \
+		"$ROUTES_CANCELED_JQ" "$ROUTES_ACTIVE_JQ"; do
 		[[ $(jq -r "$jq_path | numbers" "$TMP/before.json") =~ ^[0-9]+$ ]] || {
-			jq -c '.totals' "$TMP/before.json" >&2
+			jq -c '.routes' "$TMP/before.json" >&2
 			fail "qdctl --json has no number at $jq_path (the proxy's route counters):" \
 				"adjust ROUTES_*_JQ in $0"
 		}
@@ -210,11 +213,18 @@ for lib in $CLIENT_LIBS; do
 		retry 10 routes_ended || true
 		created=$(delta "$lib-before" "$lib-after" "$ROUTES_CREATED_JQ")
 		ended=$(delta "$lib-before" "$lib-after" "$ROUTES_ENDED_JQ")
+		finished=$(delta "$lib-before" "$lib-after" "$ROUTES_FINISHED_JQ")
+		canceled=$(delta "$lib-before" "$lib-after" "$ROUTES_CANCELED_JQ")
 		active=$(jq -r "$ROUTES_ACTIVE_JQ // \"missing\"" "$TMP/$lib-after.json")
-		echo "routes created $created, ended $ended, active now $active"
+		echo "routes created $created, ended $ended (finished $finished, canceled $canceled), live now $active"
+		want_ok=$(jq '.ok' "$TMP/$lib.json")
+		want_canceled=$(jq '.canceled' "$TMP/$lib.json")
 		[[ $created -eq $QUERIES ]] || fail "$lib-client: $created routes created ($ROUTES_CREATED_JQ) for $QUERIES queries"
 		[[ $ended -eq $QUERIES ]] || fail "$lib-client: $ended routes ended ($ROUTES_ENDED_JQ) of $QUERIES"
-		[[ $active == 0 || $active == missing ]] || fail "$lib-client: $active routes still active ($ROUTES_ACTIVE_JQ)"
+		[[ $finished -eq $want_ok && $canceled -eq $want_canceled ]] ||
+			fail "$lib-client: routes ended finished $finished ($ROUTES_FINISHED_JQ), canceled" \
+				"$canceled ($ROUTES_CANCELED_JQ); the queries finished $want_ok, canceled $want_canceled"
+		[[ $active == 0 ]] || fail "$lib-client: $active routes still live ($ROUTES_ACTIVE_JQ)"
 	fi
 done
 

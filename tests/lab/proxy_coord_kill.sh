@@ -120,6 +120,7 @@ retry $((RUN_MS / 1000 - 2)) all_running ||
 	fail "the simulator does not count $HELD queries running on all 3 coordinators:" \
 		"$(sim_jq '{total: $t.running_now, per: [$k[].running_now]}')"
 victim_running=$(sim_jq "\$k[$((VICTIM - 1))].running_now")
+victim_suffix=$(sim_jq "\$k[$((VICTIM - 1))].suffix" | tr -d '"')
 echo "running per coordinator: $(sim_jq '[$k[].running_now]'); killing $VICTIM_ADDR ($victim_running running)"
 sim POST "/v1/simulator/kill?coordinator=$VICTIM_ADDR" >/dev/null || fail "the simulator's kill endpoint failed"
 
@@ -140,7 +141,13 @@ jq -c '.details[] | select(.outcome != "ok") | {id, outcome, error}' "$held" | h
 # The query ids end in a suffix per coordinator: the failures share one that
 # no finished query has.
 suffixes=$(jq -r '[.details[] | select(.outcome == "failed") | .id // "none" | .[-5:]] | unique | join(",")' "$held")
-[[ $suffixes =~ ^[a-z0-9]{5}$ ]] || fail "the failed queries have id suffixes '$suffixes', expected one"
+[[ $suffixes == "$victim_suffix" ]] ||
+	fail "the failed queries have id suffixes '$suffixes', expected the victim's $victim_suffix only"
+sim_stats_now || fail "GET /v1/simulator/stats failed"
+[[ $(sim_jq "\$k[$((VICTIM - 1))].lost") == "$victim_running" ]] ||
+	fail "the simulator counts $(sim_jq "\$k[$((VICTIM - 1))].lost") queries lost by the kill, expected $victim_running"
+[[ $(sim_jq '[$k[].running_now] | add') == 0 ]] ||
+	fail "queries still running on the live coordinators: $(sim_jq '[$k[].running_now]')"
 jq -e --arg s "$suffixes" 'all(.details[] | select(.outcome == "ok"); .id[-5:] != $s)' "$held" >/dev/null ||
 	fail "a finished query has the dead coordinator's id suffix $suffixes"
 if [[ $TARGET_MODE == dispatcher ]]; then
