@@ -42,6 +42,10 @@
 #                   every arm ran without errors; exit 77 when it cannot run
 #   --no-lock       do not take /tmp/qd-lab-session.lock (the caller holds it)
 #   --keep-lab      leave the lab up at the end
+#   --loopback      no lab: qdcoordsim on three 127.0.0.1 ports, nginx and
+#                   HAProxy on 127.0.0.1, qdbench in the same namespace; no root
+#                   and no lock needed; the qdispatchd arm is skipped (it needs
+#                   the lab). For a quick look, or when the lab is busy
 # Root (the lab). QD_BUILD (default build/) holds qdispatchd, qdctl,
 # qdcoordsim and bench/qdbench. Exit 0 on success, 1 on a failed run, 2 on a
 # usage error, 77 (--smoke) when root, nginx or haproxy is missing.
@@ -51,7 +55,7 @@ src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export QD_BUILD=${QD_BUILD:-$src/build}
 lab=$src/scripts/lab
 rounds=5 duration=5 warmup=1 clients=32 rate=300 threads=1 rows=1 page_rows=1000
-busy=0 json_out="" table_out="" smoke=0 lock=1 keep_lab=0
+busy=0 json_out="" table_out="" smoke=0 lock=1 keep_lab=0 loopback=0
 NGINX_ADDR=10.213.0.2:18081
 HAPROXY_ADDR=10.213.0.2:18082
 LOCK=/tmp/qd-lab-session.lock
@@ -76,6 +80,7 @@ while (($# > 0)); do
 	--smoke) smoke=1; rounds=1 duration=1 warmup=0.2 clients=8 rate=50; shift ;;
 	--no-lock) lock=0; shift ;;
 	--keep-lab) keep_lab=1; shift ;;
+	--loopback) loopback=1; lock=0; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown option '$1' (see bench/run proxy --help)" ;;
 	esac
@@ -90,8 +95,8 @@ cannot() {
 	echo "proxy: $*" >&2
 	exit 2
 }
-[[ $(id -u) -eq 0 ]] || cannot "needs root (the lab)"
-for t in nginx haproxy jq ip; do
+[[ $loopback -eq 1 || $(id -u) -eq 0 ]] || cannot "needs root (the lab; or use --loopback)"
+for t in nginx haproxy jq ip python3; do
 	command -v "$t" >/dev/null || cannot "$t is not installed (scripts/deps)"
 done
 
@@ -114,13 +119,13 @@ fi
 
 work=$(mktemp -d /tmp/qd-bench-proxy.XXXXXX)
 chmod 755 "$work" # nginx workers (user nobody) reach their temp directories through it
-nginx_pid="" haproxy_pid=""
+nginx_pid="" haproxy_pid="" sim_pid=""
 cleanup() {
 	local rc=$?
-	for p in $nginx_pid $haproxy_pid; do
+	for p in $nginx_pid $haproxy_pid $sim_pid; do
 		kill -TERM "$p" 2>/dev/null || true
 	done
-	for p in $nginx_pid $haproxy_pid; do
+	for p in $nginx_pid $haproxy_pid $sim_pid; do
 		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 		kill -KILL "$p" 2>/dev/null || true
 	done
@@ -129,7 +134,7 @@ cleanup() {
 			[[ -s $f ]] && { echo "--- $f"; tail -n 20 "$f"; } >&2
 		done
 	fi
-	[[ $keep_lab -eq 1 ]] || "$lab" down >/dev/null 2>&1 || true
+	[[ $keep_lab -eq 1 || $loopback -eq 1 ]] || "$lab" down >/dev/null 2>&1 || true
 	rm -rf -- "$work"
 	exit "$rc"
 }
@@ -137,11 +142,31 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-lab_args=(--coordinators 3)
-[[ $busy -eq 1 ]] && lab_args+=(--busy-poll)
-echo "proxy: scripts/lab up ${lab_args[*]}" >&2
-"$lab" up "${lab_args[@]}" >"$work/lab-up.log" 2>&1 || { cat "$work/lab-up.log" >&2; exit 1; }
-eval "$("$lab" env)"
+# in_ns CMD...: CMD where the clients are (the lab's client namespace, or here).
+in_ns() {
+	if [[ $loopback -eq 1 ]]; then "$@"; else ip netns exec qd-client "$@"; fi
+}
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+if [[ $loopback -eq 1 ]]; then
+	NGINX_ADDR=127.0.0.1:$(free_port)
+	HAPROXY_ADDR=127.0.0.1:$(free_port)
+	sim_args=() QD_COORDINATORS="" QD_URL="(none: --loopback)"
+	for k in 1 2 3; do
+		p=$(free_port)
+		sim_args+=(--listen "127.0.0.1:$p")
+		QD_COORDINATORS+="${QD_COORDINATORS:+,}http://127.0.0.1:$p"
+	done
+	"$QD_BUILD/tests/coordsim/qdcoordsim" "${sim_args[@]}" </dev/null >"$work/coordsim.log" 2>&1 8>&- &
+	sim_pid=$!
+else
+	lab_args=(--coordinators 3)
+	[[ $busy -eq 1 ]] && lab_args+=(--busy-poll)
+	echo "proxy: scripts/lab up ${lab_args[*]}" >&2
+	"$lab" up "${lab_args[@]}" >"$work/lab-up.log" 2>&1 || { cat "$work/lab-up.log" >&2; exit 1; }
+	eval "$("$lab" env)"
+fi
 IFS=, read -r -a coords <<<"$QD_COORDINATORS"
 direct_url=${coords[0]}
 
@@ -194,7 +219,7 @@ cat >"$work/haproxy.cfg" <<EOF
 # source-address affinity; Host passes unchanged, so nextUri points back here.
 global
     nbthread 1
-    maxconn 20000
+    maxconn 4096
     log stderr format raw local0 warning
 defaults
     mode http
@@ -216,15 +241,25 @@ nginx -t -c "$work/nginx.conf" -p "$work" >"$work/nginx-check.log" 2>&1 ||
 	{ cat "$work/nginx-check.log" >&2; exit 1; }
 haproxy -c -f "$work/haproxy.cfg" >"$work/haproxy-check.log" 2>&1 ||
 	{ cat "$work/haproxy-check.log" >&2; exit 1; }
-# `ip netns exec` execs the command, so $! is the proxy's own pid. The lock's
+# `ip netns exec` execs the command, so $! is the proxy's own pid (a shell
+# function would put a subshell in between). The lock's
 # descriptor is not passed on: a proxy left behind must not hold it.
-ip netns exec qd-client nginx -c "$work/nginx.conf" -p "$work" </dev/null >>"$work/nginx.log" 2>&1 8>&- &
+ns=()
+[[ $loopback -eq 1 ]] || ns=(ip netns exec qd-client)
+"${ns[@]}" nginx -c "$work/nginx.conf" -p "$work" </dev/null >>"$work/nginx.log" 2>&1 8>&- &
 nginx_pid=$!
-ip netns exec qd-client haproxy -db -f "$work/haproxy.cfg" </dev/null >"$work/haproxy.log" 2>&1 8>&- &
+"${ns[@]}" haproxy -db -f "$work/haproxy.cfg" </dev/null >"$work/haproxy.log" 2>&1 8>&- &
 haproxy_pid=$!
 for _ in $(seq 50); do
-	n=$(ip netns exec qd-client ss -Hltn "( sport = :18081 or sport = :18082 )" | wc -l)
-	[[ $n -ge 2 ]] && break
+	n=$(in_ns ss -Hltn "( sport = :${NGINX_ADDR##*:} or sport = :${HAPROXY_ADDR##*:} )" | wc -l)
+	m=3
+	if [[ $loopback -eq 1 ]]; then
+		m=0
+		for u in ${QD_COORDINATORS//,/ }; do
+			[[ -n $(ss -Hltn "sport = :${u##*:}") ]] && m=$((m + 1))
+		done
+	fi
+	[[ $n -ge 2 && $m -ge 3 ]] && break
 	sleep 0.1
 done
 [[ ${n:-0} -ge 2 ]] || { echo "proxy: nginx or haproxy is not listening" >&2; exit 1; }
@@ -246,8 +281,12 @@ ticks() {
 	echo "$t"
 }
 nginx_pids() { echo "$nginx_pid" $(pgrep -P "$nginx_pid" || true); }
-qd_pid=$(cat /run/qdispatch/lab/peer1.pid)
-coordsim_pid=$(cat /run/qdispatch/lab/coordsim.pid)
+if [[ $loopback -eq 1 ]]; then
+	qd_pid="" coordsim_pid=$sim_pid
+else
+	qd_pid=$(cat /run/qdispatch/lab/peer1.pid)
+	coordsim_pid=$(cat /run/qdispatch/lab/coordsim.pid)
+fi
 busy_cycles() { "$qdctl" --json stats 2>/dev/null | jq '.totals.busy_cycles // 0' 2>/dev/null || echo 0; }
 
 arm_url() {
@@ -270,13 +309,19 @@ arm_ticks() {
 qdb() { # ARM OUT ARGS...: qdbench in the client namespace against ARM
 	local arm=$1 out=$2
 	shift 2
-	"$lab" exec -- "$qdbench" --threads "$threads" --rows "$rows" --page-rows "$page_rows" \
+	local run=("$lab" exec --)
+	[[ $loopback -eq 1 ]] && run=()
+	"${run[@]}" "$qdbench" --threads "$threads" --rows "$rows" --page-rows "$page_rows" \
 		--json "$out" --label "$arm" -q "$@" "$(arm_url "$arm")" 2>>"$work/qdbench.log"
 }
 
 arms=(direct nginx haproxy qdispatchd)
 skipped='{}'
 for arm in "${arms[@]}"; do
+	if [[ $arm == qdispatchd && $loopback -eq 1 ]]; then
+		skipped='{"qdispatchd": "--loopback: qdispatchd runs only in the lab"}'
+		continue
+	fi
 	if ! qdb "$arm" "$work/probe-$arm.json" --queries 3 --clients 1 --timeout 2 --drain 3; then
 		if [[ $arm == qdispatchd ]]; then
 			echo "qdispatchd: no proxy answering on QD_URL ($QD_URL), skipped"
