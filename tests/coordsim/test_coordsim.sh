@@ -159,6 +159,10 @@ check "GET /v1/query/ID: FINISHED, user, source, text" \
 		and .session.source == "" and (.query | test("rows=25"))' \
 	<<<"$(curl -sS "$S_A/v1/query/$ID")"
 
+check "/v1/info: a coordinator, not starting" \
+	jq -e '.coordinator == true and .starting == false and (.nodeVersion.version | length > 0)' \
+	<<<"$(curl -sS "$S_B/v1/info")"
+
 echo "== default query: one row of 8 bytes, user anonymous"
 follow "$S_A" 'SELECT 1' -H 'X-Trino-User;'
 eq "one row 0:012345" "$(jq -c 'select(.data) | .data' "$TMP/pages")" '[["0:012345"]]'
