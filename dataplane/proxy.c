@@ -1615,6 +1615,7 @@ client_exchange_check(struct px_client *cl)
 	}
 	cl->state = CS_HEAD;
 	cl->local = false;
+	cl->req_done = cl->resp_done = false;
 	http_parser_pause(&cl->parser, 0);
 	list_append(&px->ka_wait, &cl->tm,
 		    px->now_us + (uint64_t)px->conf.keepalive_timeout_ms * 1000u);
