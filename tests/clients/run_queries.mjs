@@ -256,6 +256,11 @@ function isUserCanceled(state, error) {
 // Checks GET /v1/query/<id>: the query's text, user and source as the server
 // saw them and, for a canceled query, that it ended USER_CANCELED.
 function checkQueryInfo(q, info, canceled) {
+	if (info && info.fetchError) {
+		q.setMismatch(`GET /v1/query/${q.id} after the query ${canceled ? 'was canceled' : 'finished'}: ` +
+			info.fetchError);
+		return;
+	}
 	if (!info || typeof info !== 'object') {
 		q.setMismatch(`GET /v1/query/${q.id} returned ${JSON.stringify(info)?.slice(0, 100)}`);
 		return;
@@ -374,7 +379,8 @@ function prestoExecute(client, args) {
 
 function prestoQueryInfo(client, id) {
 	return new Promise(resolve => {
-		client.query(id, (error, info) => resolve(error ? { fetchError: error.message } : info));
+		client.query(id, (error, info) => resolve(error ?
+			{ fetchError: `${error.message} [HTTP ${error.code}]${error.error ? ': ' + error.error.message : ''}` } : info));
 	});
 }
 
@@ -418,11 +424,7 @@ async function prestoQuery(o, client, q) {
 			return;
 		}
 		// The DELETE only asks: the server says whether the query ended canceled.
-		const info = await prestoQueryInfo(client, q.id);
-		if (info.fetchError)
-			q.setMismatch(`canceled, but GET /v1/query/${q.id} failed: ${info.fetchError}`);
-		else
-			checkQueryInfo(q, info, true);
+		checkQueryInfo(q, await prestoQueryInfo(client, q.id), true);
 		q.finish('canceled');
 		return;
 	}
@@ -439,11 +441,7 @@ async function prestoQuery(o, client, q) {
 	if (q.rows !== o.rows)
 		q.setMismatch(`${q.rows} rows, expected ${o.rows}`);
 	if (o.checkInfo) {
-		const info = await prestoQueryInfo(client, q.id);
-		if (info.fetchError)
-			q.setMismatch(`GET /v1/query/${q.id} failed: ${info.fetchError}`);
-		else
-			checkQueryInfo(q, info, false);
+		checkQueryInfo(q, await prestoQueryInfo(client, q.id), false);
 	}
 	void lastStats;
 	q.finish('ok');
