@@ -116,9 +116,12 @@ routes_json(const struct qd_daemon *d, const struct qd_proxy_counters *k)
 	uint64_t ended = k->routes_ended_finished + k->routes_ended_failed +
 			 k->routes_ended_canceled + k->routes_ended_gone + k->routes_ended_lost +
 			 k->routes_ended_idle;
-	return json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:I}",
+	uint32_t all = d->routes ? qd_route_count(d->routes) : 0;
+	uint32_t lingering = d->routes ? qd_route_ended_count(d->routes) : 0;
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:I}",
 			 "capacity", (json_int_t)(d->routes ? d->routes->capacity : 0),
-			 "live", (json_int_t)(d->routes ? qd_route_count(d->routes) : 0),
+			 "live", (json_int_t)(all > lingering ? all - lingering : 0),
+			 "lingering", (json_int_t)lingering,
 			 "created", (json_int_t)k->routes_created,
 			 "ended_total", (json_int_t)ended,
 			 "ended",

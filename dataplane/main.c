@@ -184,6 +184,7 @@ proxy_conf_from_config(struct qd_proxy_conf *p, const struct qd_config *cfg, uns
 		.pool_idle_timeout_ms = cfg->upstream_pool_idle_timeout_ms,
 		.down_ms = cfg->upstream_down_ms,
 		.route_idle_ms = cfg->route_idle_timeout_s * 1000u,
+		.route_linger_ms = cfg->route_linger_s * 1000u,
 		.forwarded_for = cfg->http_forwarded_for,
 		.vip_be = cfg->vips_be[0],
 		.worker_index = index,

@@ -706,7 +706,7 @@ route_end(struct px_client *cl, uint64_t *counter)
 	struct qd_proxy *px = cl->px;
 	if (cl->id_len == 0)
 		return;
-	if (qd_route_remove(px->routes, cl->id, cl->id_len) == 0)
+	if (qd_route_end(px->routes, cl->id, cl->id_len, px->now_us) == 0)
 		qd_stat_add(counter, 1);
 }
 
@@ -1895,7 +1895,8 @@ qd_proxy_poll(struct qd_proxy *px, uint64_t now_us)
 		uint32_t dead = 0;
 		uint32_t n = qd_route_sweep(px->routes, px->conf.worker_index, px->conf.worker_count,
 					    &px->sweep_cursor, PX_SWEEP_BUDGET, now_us,
-					    (uint64_t)px->conf.route_idle_ms * 1000u, 0, &dead);
+					    (uint64_t)px->conf.route_idle_ms * 1000u,
+					    (uint64_t)px->conf.route_linger_ms * 1000u, 0, &dead);
 		PX_ADD(px, routes_ended_idle, n);
 	}
 }

@@ -107,6 +107,7 @@ struct qd_proxy_conf {
 	uint32_t pool_idle_timeout_ms;
 	uint32_t down_ms;              /* a coordinator that refused is skipped this long */
 	uint32_t route_idle_ms;        /* a route nobody used for this long ends */
+	uint32_t route_linger_ms;      /* an ended query's route still works this long */
 	bool forwarded_for;            /* add X-Forwarded-For (off: Trino answers 406) */
 	uint32_t vip_be;               /* Host for HTTP/1.0 requests without one */
 	unsigned int worker_index;     /* this worker among worker_count (route sweep stripe) */

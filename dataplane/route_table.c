@@ -169,6 +169,8 @@ qd_route_insert(struct qd_route_table *t, const char *id, size_t id_len, uint16_
 	__atomic_store_n(&e->last_used_us, now_us, __ATOMIC_RELAXED);
 	e->coord = coord;
 	e->owner = owner;
+	e->ended_us = 0;
+	__atomic_store_n(&e->ended, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&e->live, 1, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&t->live_count, 1, __ATOMIC_RELAXED);
 	return 0;
@@ -201,6 +203,31 @@ qd_route_lookup(struct qd_route_table *t, const char *id, size_t id_len, uint64_
 	return e->coord;
 }
 
+/* Mark <e> ended; true for the one caller that did. */
+static bool
+mark_ended(struct qd_route_table *t, struct qd_route_entry *e, uint64_t now_us)
+{
+	uint32_t zero = 0;
+	if (!__atomic_compare_exchange_n(&e->ended, &zero, 1, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_RELAXED))
+		return false;
+	__atomic_store_n(&e->ended_us, now_us, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&t->ended_count, 1, __ATOMIC_RELAXED);
+	return true;
+}
+
+int
+qd_route_end(struct qd_route_table *t, const char *id, size_t id_len, uint64_t now_us)
+{
+	char key[QD_ROUTE_KEY_LEN];
+	if (!make_key(key, id, id_len))
+		return -ENOENT;
+	struct qd_route_entry *e = entry_of(t, rte_hash_lookup(t->hash, key), key);
+	if (e == NULL)
+		return -ENOENT;
+	return mark_ended(t, e, now_us) ? 0 : -EALREADY;
+}
+
 static int
 remove_key(struct qd_route_table *t, const char key[QD_ROUTE_KEY_LEN])
 {
@@ -210,8 +237,11 @@ remove_key(struct qd_route_table *t, const char key[QD_ROUTE_KEY_LEN])
 	if (pos < 0)
 		return -ENOENT;
 	RTE_VERIFY((uint32_t)pos < t->positions);
-	__atomic_store_n(&t->entries[pos].live, 0, __ATOMIC_RELEASE);
+	struct qd_route_entry *e = &t->entries[pos];
+	__atomic_store_n(&e->live, 0, __ATOMIC_RELEASE);
 	__atomic_sub_fetch(&t->live_count, 1, __ATOMIC_RELAXED);
+	if (__atomic_exchange_n(&e->ended, 0, __ATOMIC_ACQ_REL) != 0)
+		__atomic_sub_fetch(&t->ended_count, 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -227,7 +257,7 @@ qd_route_remove(struct qd_route_table *t, const char *id, size_t id_len)
 uint32_t
 qd_route_sweep(struct qd_route_table *t, unsigned int thread, unsigned int stripes,
 	       uint32_t *cursor, uint32_t budget, uint64_t now_us, uint64_t idle_us,
-	       uint64_t dead_mask, uint32_t *dead_removed)
+	       uint64_t linger_us, uint64_t dead_mask, uint32_t *dead_removed)
 {
 	uint32_t removed = 0;
 	if (stripes == 0 || thread >= stripes)
@@ -242,18 +272,26 @@ qd_route_sweep(struct qd_route_table *t, unsigned int thread, unsigned int strip
 		struct qd_route_entry *e = &t->entries[idx];
 		if (__atomic_load_n(&e->live, __ATOMIC_RELAXED) == 0)
 			continue;
+		char key[QD_ROUTE_KEY_LEN];
+		memcpy(key, e->id, sizeof(key));
+		if (__atomic_load_n(&e->ended, __ATOMIC_ACQUIRE) != 0) {
+			uint64_t at = __atomic_load_n(&e->ended_us, __ATOMIC_RELAXED);
+			if (now_us >= at && now_us - at > linger_us)
+				remove_key(t, key);
+			continue;
+		}
 		uint64_t last = __atomic_load_n(&e->last_used_us, __ATOMIC_RELAXED);
 		bool dead = e->coord < 64 && (dead_mask >> e->coord) & 1;
 		if (!dead && (now_us < last || now_us - last <= idle_us))
 			continue;
-		char key[QD_ROUTE_KEY_LEN];
-		memcpy(key, e->id, sizeof(key));
-		if (remove_key(t, key) == 0) {
+		/* Ended here (counted by whoever marks it), and nobody polls it: gone now. */
+		if (mark_ended(t, e, now_us)) {
 			if (dead)
 				(*dead_removed)++;
 			else
 				removed++;
 		}
+		remove_key(t, key);
 	}
 	return removed;
 }
@@ -262,4 +300,10 @@ uint32_t
 qd_route_count(const struct qd_route_table *t)
 {
 	return __atomic_load_n(&t->live_count, __ATOMIC_RELAXED);
+}
+
+uint32_t
+qd_route_ended_count(const struct qd_route_table *t)
+{
+	return __atomic_load_n(&t->ended_count, __ATOMIC_RELAXED);
 }

@@ -17,10 +17,14 @@
  * its loop iteration even if another lcore ends the query meanwhile. Each worker therefore calls qd_route_quiescent() once per loop
  * iteration and goes offline around its idle sleeps.
  *
- * Ending a route is exactly-once: qd_route_remove() succeeds for one caller
- * only, and only that caller counts the end. Idle routes (the client went
- * away without finishing or cancelling) are swept incrementally by every
- * worker, each over its own stripe of the array.
+ * Ending a query is exactly-once: qd_route_end() succeeds for one caller only
+ * (a compare-and-swap on the entry), and only that caller counts the end. The
+ * route itself lingers after the end (clients poll a cancelled query's nextUri
+ * for its final page, and fetch /v1/query/{id} after the last one; the
+ * coordinator still answers both) and is removed by the sweep once
+ * <linger> has passed. Idle routes (the client went away without finishing or
+ * cancelling) are ended and removed by the same sweep, run incrementally by
+ * every worker over its own stripe of the array.
  */
 #ifndef QD_ROUTE_TABLE_H
 #define QD_ROUTE_TABLE_H
@@ -40,9 +44,11 @@ struct qd_route_entry {
 	char id[QD_ROUTE_KEY_LEN];  /* the key, zero padded (for the sweeper's delete) */
 	uint64_t created_us;
 	uint64_t last_used_us;      /* relaxed atomics: any lcore touches it on use */
+	uint64_t ended_us;          /* when the query ended (valid once <ended> is set) */
 	uint16_t coord;             /* index into the configured coordinators */
 	uint16_t owner;             /* worker index that created it */
 	uint32_t live;              /* 1 between insert and the winning remove */
+	uint32_t ended;             /* 1 once the query ended: lingers, then removed */
 } __rte_cache_aligned;
 
 struct qd_route_table {
@@ -51,7 +57,8 @@ struct qd_route_table {
 	struct qd_route_entry *entries; /* by the hash's key position */
 	uint32_t positions;             /* entries[] size: the hash's largest position + 1 */
 	uint32_t capacity;              /* routes at most */
-	uint32_t live_count;            /* relaxed atomics */
+	uint32_t live_count;            /* entries, ended ones included (relaxed atomics) */
+	uint32_t ended_count;           /* entries lingering after their query ended */
 	uint32_t threads;
 };
 
@@ -81,18 +88,27 @@ int qd_route_insert(struct qd_route_table *t, const char *id, size_t id_len, uin
 /* The coordinator of <id> (and refresh its idle clock), or -ENOENT. */
 int qd_route_lookup(struct qd_route_table *t, const char *id, size_t id_len, uint64_t now_us);
 
-/* End the route of <id>: 0 for the one caller that removed it, -ENOENT for everyone else. */
+/* The query of <id> ended: 0 for the one caller that marks it (and counts the end),
+ * -EALREADY when it had ended already, -ENOENT when there is no route. The route keeps
+ * working until the sweep removes it after the linger time. */
+int qd_route_end(struct qd_route_table *t, const char *id, size_t id_len, uint64_t now_us);
+
+/* Remove the route of <id> at once: 0 for the one caller that removed it, -ENOENT for
+ * everyone else. (Does not end the query for counting: tests and the sweep use it.) */
 int qd_route_remove(struct qd_route_table *t, const char *id, size_t id_len);
 
 /* Sweep up to <budget> entries of stripe <thread> (of <stripes>) starting at *cursor:
- * routes unused for more than <idle_us> are removed. Returns how many this call removed.
- * Routes of a coordinator with a bit set in <dead_mask> (coord < 64) are removed too,
- * counted separately in *dead_removed. */
+ * routes whose query ended more than <linger_us> ago are removed; routes unused for more
+ * than <idle_us> are ended and removed, counted in the return value. Routes of a
+ * coordinator with a bit set in <dead_mask> (coord < 64) are ended and removed too,
+ * counted in *dead_removed instead. */
 uint32_t qd_route_sweep(struct qd_route_table *t, unsigned int thread, unsigned int stripes,
 			uint32_t *cursor, uint32_t budget, uint64_t now_us, uint64_t idle_us,
-			uint64_t dead_mask, uint32_t *dead_removed);
+			uint64_t linger_us, uint64_t dead_mask, uint32_t *dead_removed);
 
-/* Routes in the table now (readers' view; exact when no writer runs). */
+/* Routes in the table now, lingering ones included (exact when no writer runs). */
 uint32_t qd_route_count(const struct qd_route_table *t);
+/* Of those, routes whose query has ended and that only linger. */
+uint32_t qd_route_ended_count(const struct qd_route_table *t);
 
 #endif /* QD_ROUTE_TABLE_H */

@@ -220,6 +220,7 @@ DEFINE_UINT_KEY(key_up_down, upstream_down_ms, uint32_t, "upstream.down_ms", 0, 
 DEFINE_UINT_KEY(key_route_max, route_max, uint32_t, "route.max", 64, 16777216)
 DEFINE_UINT_KEY(key_route_idle, route_idle_timeout_s, uint32_t, "route.idle_timeout_s", 1,
 		604800)
+DEFINE_UINT_KEY(key_route_linger, route_linger_s, uint32_t, "route.linger_s", 0, 86400)
 
 static int
 key_http_xff(struct parse_ctx *ctx, const char *value)
@@ -456,6 +457,7 @@ static const struct key_desc keys[] = {
 	{"upstream.down_ms", key_up_down, false},
 	{"route.max", key_route_max, false},
 	{"route.idle_timeout_s", key_route_idle, false},
+	{"route.linger_s", key_route_linger, false},
 	{"service.echo_port", key_service_echo, false},
 	{"service.discard_port", key_service_discard, false},
 	{"fault.rx_loss_ppm", key_fault_rx_loss, false},
@@ -525,8 +527,9 @@ qd_config_defaults(struct qd_config *cfg)
 	cfg->upstream_pool_idle_max = 64;
 	cfg->upstream_pool_idle_timeout_ms = 30000;
 	cfg->upstream_down_ms = 1000;
-	cfg->route_max = 65536;
+	cfg->route_max = 262144;
 	cfg->route_idle_timeout_s = 600;
+	cfg->route_linger_s = 60;
 	/* fault.*: all off (zeroed above); these two only matter once reordering is on. */
 	cfg->fault_reorder_gap = 3;
 	cfg->fault_reorder_hold_us = 1000;

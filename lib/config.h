@@ -133,6 +133,7 @@ struct qd_config {
 	/* [route] the query route table, shared by the workers */
 	uint32_t route_max;
 	uint32_t route_idle_timeout_s;
+	uint32_t route_linger_s;
 
 	/* [service] test services on every address we own; 0 = off */
 	uint16_t service_echo_port;

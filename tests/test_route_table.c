@@ -118,8 +118,8 @@ test_sweep(void **state)
 	/* Enough calls for both stripes to cover every position once. */
 	uint32_t calls = t->positions / (2 * 64) + 1;
 	for (uint32_t k = 0; k < calls; k++) {
-		removed += qd_route_sweep(t, 0, 2, &c0, 64, 5500000, 1000000, 0, &dead);
-		removed += qd_route_sweep(t, 1, 2, &c1, 64, 5500000, 1000000, 0, &dead);
+		removed += qd_route_sweep(t, 0, 2, &c0, 64, 5500000, 1000000, 0, 0, &dead);
+		removed += qd_route_sweep(t, 1, 2, &c1, 64, 5500000, 1000000, 0, 0, &dead);
 	}
 	assert_int_equal(removed, 50);
 	assert_int_equal(dead, 0);
@@ -131,12 +131,42 @@ test_sweep(void **state)
 	/* A dead coordinator's routes go at once, counted apart. */
 	removed = 0;
 	for (uint32_t k = 0; k < calls; k++) {
-		removed += qd_route_sweep(t, 0, 2, &c0, 64, 5500001, 1000000, 1, &dead);
-		removed += qd_route_sweep(t, 1, 2, &c1, 64, 5500001, 1000000, 1, &dead);
+		removed += qd_route_sweep(t, 0, 2, &c0, 64, 5500001, 1000000, 0, 1, &dead);
+		removed += qd_route_sweep(t, 1, 2, &c1, 64, 5500001, 1000000, 0, 1, &dead);
 	}
 	assert_int_equal(removed, 0);
 	assert_int_equal(dead, 50);
 	assert_int_equal(qd_route_count(t), 0);
+	qd_route_thread_unregister(t, 0);
+	qd_route_table_destroy(t);
+}
+
+static void
+test_end_linger(void **state)
+{
+	(void)state;
+	struct qd_route_table *t = make(64, 1);
+	assert_int_equal(qd_route_thread_register(t, 0), 0);
+	const char *id = "20261125_190649_00002_abcde";
+	assert_int_equal(qd_route_end(t, id, strlen(id), 10), -ENOENT);
+	assert_int_equal(qd_route_insert(t, id, strlen(id), 3, 0, 1), 0);
+	assert_int_equal(qd_route_end(t, id, strlen(id), 10), 0);
+	assert_int_equal(qd_route_end(t, id, strlen(id), 11), -EALREADY); /* counted once */
+	/* still routed while it lingers */
+	assert_int_equal(qd_route_lookup(t, id, strlen(id), 12), 3);
+	assert_int_equal(qd_route_count(t), 1);
+	assert_int_equal(qd_route_ended_count(t), 1);
+	uint32_t cursor = 0, dead = 0, calls = t->positions / 64 + 1;
+	uint32_t idle = 0;
+	for (uint32_t k = 0; k < calls; k++) /* linger 1 s not over at 0.5 s */
+		idle += qd_route_sweep(t, 0, 1, &cursor, 64, 500010, 1000000000, 1000000, 0, &dead);
+	assert_int_equal(qd_route_count(t), 1);
+	for (uint32_t k = 0; k < calls; k++) /* over: removed, not counted as idle */
+		idle += qd_route_sweep(t, 0, 1, &cursor, 64, 1000011, 1000000000, 1000000, 0, &dead);
+	assert_int_equal(idle, 0);
+	assert_int_equal(qd_route_count(t), 0);
+	assert_int_equal(qd_route_ended_count(t), 0);
+	assert_int_equal(qd_route_lookup(t, id, strlen(id), 2000000), -ENOENT);
 	qd_route_thread_unregister(t, 0);
 	qd_route_table_destroy(t);
 }
@@ -288,6 +318,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_basic),
 		cmocka_unit_test(test_full_and_reuse),
 		cmocka_unit_test(test_sweep),
+		cmocka_unit_test(test_end_linger),
 		cmocka_unit_test(test_concurrent),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
