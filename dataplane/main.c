@@ -178,6 +178,7 @@ proxy_conf_from_config(struct qd_proxy_conf *p, const struct qd_config *cfg, uns
 		.max_body_bytes = cfg->http_max_body_bytes,
 		.header_timeout_ms = cfg->http_header_timeout_ms,
 		.keepalive_timeout_ms = cfg->http_keepalive_timeout_ms,
+		.io_timeout_ms = cfg->http_io_timeout_ms,
 		.connect_timeout_ms = cfg->upstream_connect_timeout_ms,
 		.response_timeout_ms = cfg->upstream_response_timeout_ms,
 		.pool_idle_max = cfg->upstream_pool_idle_max,

@@ -222,6 +222,7 @@ struct qd_proxy {
 	struct px_list ka_wait;
 	struct px_list connect_wait;
 	struct px_list resp_wait;
+	struct px_list io_wait;          /* clients in an exchange: body or reading stalls */
 	struct px_coord_state coords[QD_PROXY_COORDS_MAX];
 	/* states */
 	struct px_client *clients;
@@ -405,6 +406,16 @@ count_local(struct qd_proxy *px, unsigned int status)
 
 /* ---- client output ------------------------------------------------------- */
 
+/* The client made progress in an exchange: its stall clock starts again. */
+static void
+client_io_progress(struct px_client *cl)
+{
+	struct qd_proxy *px = cl->px;
+	if (cl->tm.list == &px->io_wait)
+		list_append(&px->io_wait, &cl->tm,
+			    px->now_us + (uint64_t)px->conf.io_timeout_ms * 1000u);
+}
+
 static void
 client_flush(struct px_client *cl)
 {
@@ -412,6 +423,8 @@ client_flush(struct px_client *cl)
 	uint32_t before = cl->out.bytes;
 	int rc = qd_outq_flush(&cl->out, cl->conn, px->now_us);
 	PX_ADD(px, bytes_to_clients, before - cl->out.bytes);
+	if (cl->out.bytes < before)
+		client_io_progress(cl);
 	if (rc != 0) {
 		client_abort(cl);
 		return;
@@ -1303,6 +1316,7 @@ req_on_body(http_parser *p, const char *at, size_t n)
 	cl->body_bytes += n;
 	if (cl->body_bytes > px->conf.max_body_bytes)
 		return -1; /* reported as 413 by the caller */
+	client_io_progress(cl);
 	struct px_backend *be = cl->be;
 	if (be == NULL)
 		return 0; /* discarding the body of a request we answered ourselves */
@@ -1438,6 +1452,8 @@ client_route(struct px_client *cl)
 	http_parser *p = &cl->parser;
 	PX_COUNT(px, requests);
 	http_parser_pause(p, 0); /* paused at the end of the head */
+	/* From here the exchange's stall clock runs (the body, then reading the answer). */
+	list_append(&px->io_wait, &cl->tm, px->now_us + (uint64_t)px->conf.io_timeout_ms * 1000u);
 	cl->method = (uint8_t)p->method;
 	cl->http10 = p->http_major == 1 && p->http_minor == 0;
 	cl->close_after = !http_should_keep_alive(p) || cl->http10 || cl->peer_fin;
@@ -1861,6 +1877,37 @@ expire(struct qd_proxy *px)
 		if (cl != NULL)
 			exchange_backend_failed(cl, be, false, "response timeout", true);
 		backend_abort(be);
+	}
+	for (unsigned int k = 0; k < PX_EXPIRE_BUDGET && px->io_wait.head != NULL &&
+				 px->io_wait.head->deadline <= now;
+	     k++) {
+		struct px_client *cl = (struct px_client *)px->io_wait.head;
+		list_remove(&cl->tm);
+		struct px_backend *be = cl->be;
+		bool reading_stalled = !qd_outq_empty(&cl->out) ||
+				       (be != NULL && be->head_sent && !qd_inq_empty(&be->in));
+		if (cl->req_done && !reading_stalled) {
+			/* Waiting for the coordinator: its own timeout covers that. */
+			list_append(&px->io_wait, &cl->tm,
+				    now + (uint64_t)px->conf.io_timeout_ms * 1000u);
+			continue;
+		}
+		PX_COUNT(px, client_stalls);
+		if (!cl->req_done && (be == NULL || !be->head_sent)) {
+			/* The body stopped coming: tell the client, drop the half request. */
+			cl->be = NULL;
+			if (be != NULL) {
+				be->cl = NULL;
+				backend_abort(be);
+			}
+			cl->req_done = true;
+			cl->state = CS_BODY;
+			client_error(cl, 408, "REQUEST_TIMEOUT", "The request body stopped arriving");
+			if (cl->state != 0xff)
+				client_start_close(cl);
+		} else {
+			client_abort(cl); /* not reading its response: nothing more to say */
+		}
 	}
 	for (unsigned int i = 0; i < px->conf.coords_count; i++) {
 		struct px_list *l = &px->coords[i].idle;

@@ -57,6 +57,7 @@
 	X(retries)               /* a request sent to another coordinator */               \
 	X(client_aborted)        /* client gone in the middle of an exchange */            \
 	X(keepalive_timeouts)                                                             \
+	X(client_stalls)         /* body or reading stalled past http.io_timeout_ms */     \
 	X(head_buffers_empty)                                                             \
 	X(no_mbuf)                                                                        \
 	X(bytes_to_backends)                                                              \
@@ -101,6 +102,7 @@ struct qd_proxy_conf {
 	uint64_t max_body_bytes;       /* request bodies */
 	uint32_t header_timeout_ms;    /* from a request's first byte (or accept) to its head */
 	uint32_t keepalive_timeout_ms; /* idle client between requests */
+	uint32_t io_timeout_ms;        /* in an exchange: client sends no body / reads nothing */
 	uint32_t connect_timeout_ms;
 	uint32_t response_timeout_ms;  /* request sent -> response head */
 	uint32_t pool_idle_max;        /* idle backend connections per coordinator */

@@ -204,6 +204,8 @@ DEFINE_UINT_KEY(key_http_header_to, http_header_timeout_ms, uint32_t, "http.head
 		100, 3600000)
 DEFINE_UINT_KEY(key_http_ka_to, http_keepalive_timeout_ms, uint32_t, "http.keepalive_timeout_ms",
 		100, 86400000)
+DEFINE_UINT_KEY(key_http_io_to, http_io_timeout_ms, uint32_t, "http.io_timeout_ms", 100,
+		86400000)
 DEFINE_UINT_KEY(key_proxy_clients, proxy_max_clients, uint32_t, "proxy.max_clients", 1, 4194304)
 DEFINE_UINT_KEY(key_proxy_backends, proxy_max_backends, uint32_t, "proxy.max_backends", 1,
 		4194304)
@@ -447,6 +449,7 @@ static const struct key_desc keys[] = {
 	{"http.header_timeout_ms", key_http_header_to, false},
 	{"http.keepalive_timeout_ms", key_http_ka_to, false},
 	{"http.forwarded_for", key_http_xff, false},
+	{"http.io_timeout_ms", key_http_io_to, false},
 	{"proxy.max_clients", key_proxy_clients, false},
 	{"proxy.max_backends", key_proxy_backends, false},
 	{"proxy.head_buffers", key_proxy_heads, false},
@@ -521,6 +524,7 @@ qd_config_defaults(struct qd_config *cfg)
 	cfg->http_max_body_bytes = 16ull << 20;
 	cfg->http_header_timeout_ms = 10000;
 	cfg->http_keepalive_timeout_ms = 60000;
+	cfg->http_io_timeout_ms = 60000;
 	cfg->proxy_head_buffers = 1024;
 	cfg->upstream_connect_timeout_ms = 2000;
 	cfg->upstream_response_timeout_ms = 300000;

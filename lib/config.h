@@ -119,6 +119,7 @@ struct qd_config {
 	uint64_t http_max_body_bytes;
 	uint32_t http_header_timeout_ms;
 	uint32_t http_keepalive_timeout_ms;
+	uint32_t http_io_timeout_ms;
 	bool http_forwarded_for;
 	/* [proxy] per worker lcore */
 	uint32_t proxy_max_clients;    /* 0 = auto: half of tcp.max_connections */
