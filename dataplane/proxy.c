@@ -249,6 +249,7 @@ static void client_exchange_check(struct px_client *cl);
 static void backend_release(struct px_backend *be);
 static void backend_abort(struct px_backend *be);
 static void client_abort(struct px_client *cl);
+static void client_start_close(struct px_client *cl);
 
 static inline void
 gauge_set(uint32_t *g, uint32_t v)
@@ -477,6 +478,11 @@ client_error(struct px_client *cl, unsigned int status, const char *name, const 
 		   internal ? 65536 : 0, msg);
 	bool close = status == 400 || status == 408 || status == 413 || status == 431;
 	client_local(cl, status, body, close, status == 503);
+	if (close && cl->state != 0xff) {
+		/* Whatever else the client sends is not read: the request ends here. */
+		cl->req_done = true;
+		client_start_close(cl);
+	}
 }
 
 /* A poll of a query whose coordinator is gone: a final QueryResults that fails the query
