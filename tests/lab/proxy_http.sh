@@ -140,7 +140,7 @@ fi
 # after_drop WHAT: qdispatchd alive, no connection, pool back at rest.
 after_drop() {
 	[[ $TARGET_MODE == dispatcher ]] || return 0
-	step "after $1: qdispatchd up, no connection left, the pool back at its idle level"
+	step "after $1: qdispatchd up, no client connection, backends idle, the pool back at its idle level"
 	"$LAB" status >/dev/null || fail "the lab is degraded after $1 (did qdispatchd exit?)"
 	QUIET_NOW=""
 	retry 30 proxy_quiet || fail "qdispatchd's proxy is not quiet 30 s after $1: $QUIET_NOW"
