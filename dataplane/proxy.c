@@ -745,6 +745,8 @@ kind_has_id(uint8_t kind)
 /* ---- losing a backend mid-exchange -------------------------------------- */
 
 static int client_attach(struct px_client *cl, uint16_t coord);
+static void exchange_answer_failure(struct px_client *cl, uint16_t coord, bool begun,
+				    bool fresh, const char *why, bool timeout);
 
 /* <be> failed (closed, reset, refused, timed out) while serving <cl>. <fresh>: it never
  * connected, so nothing of the request reached a coordinator. */
@@ -780,6 +782,10 @@ exchange_backend_failed(struct px_client *cl, struct px_backend *be, bool fresh,
 				if (client_attach(cl, (uint16_t)next) == 0) {
 					qd_outq_splice(&cl->be->out, &pending);
 					backend_flush(cl->be);
+					/* A pooled backend is connected already: no on_connected
+					 * will come to resume the body, so resume it here. */
+					if (cl->be != NULL && cl->be->connected)
+						client_process(cl);
 					return;
 				}
 				qd_outq_clear(&pending);
@@ -789,6 +795,20 @@ exchange_backend_failed(struct px_client *cl, struct px_backend *be, bool fresh,
 	if (!cl->req_done)
 		cl->close_after = true; /* the rest of the body has nowhere to go */
 	cl->req_done = true;
+	exchange_answer_failure(cl, coord, begun, fresh, why, timeout);
+	/* Our answer completes the exchange: the connection goes on (or closes). */
+	if (cl->state != 0xff && cl->state != CS_CLOSING) {
+		cl->state = CS_WAIT;
+		client_exchange_check(cl);
+	}
+}
+
+static void
+exchange_answer_failure(struct px_client *cl, uint16_t coord, bool begun, bool fresh,
+			const char *why, bool timeout)
+{
+	struct qd_proxy *px = cl->px;
+	(void)coord;
 	if (kind_has_id(cl->kind) && !begun && (fresh || !timeout)) {
 		route_end(cl, &px->counters.routes_ended_lost);
 		if (kind_is_statement(cl->kind) && cl->method == HTTP_GET) {
