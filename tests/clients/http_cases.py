@@ -594,7 +594,10 @@ def case_big_page(ctx):
     rate = ctx.args.big_rate_mb * (1 << 20)
     c = ctx.conn(timeout=60)
     q = ctx.post(c, sim_sql(f"rows=1 page_rows=1 row_bytes={row_bytes}", mark="big_page"))
-    data_uri, _ = find_big_page(ctx, c, q)
+    try:
+        data_uri, _ = find_big_page(ctx, c, q)
+    except OSError as e:
+        raise CaseFailed(f"following query {q['id']} to its big page: {type(e).__name__} {e}")
     c.close()
 
     def fetch(host, port, limited):
@@ -604,17 +607,33 @@ def case_big_page(ctx):
         value = ValueChecker(row_bytes)
         total = [0]
         t0 = time.monotonic()
+        gap = [0.0, 0, t0]  # longest wait for data, at which byte, time of the last data
 
         def sink(b):
+            now = time.monotonic()
+            if now - gap[2] > gap[0]:
+                gap[0], gap[1] = now - gap[2], total[0]
             h.update(b)
             value.feed(b)
             total[0] += len(b)
             ahead = total[0] / rate - (time.monotonic() - t0)
             if limited and ahead > 0:
                 time.sleep(ahead)
-        r = d.read_response(sink=sink)
+            gap[2] = time.monotonic()
+        try:
+            r = d.read_response(sink=sink)
+        except (OSError, CaseFailed) as e:
+            raise CaseFailed(f"GET {data_uri} from {host}:{port}: {type(e).__name__} {e} after "
+                             f"{total[0]} body bytes in {time.monotonic() - t0:.1f} s (longest "
+                             f"wait {gap[0]:.1f} s at byte {gap[1]})")
         d.close()
-        return r, h.hexdigest(), value.result(), total[0], time.monotonic() - t0
+        took = time.monotonic() - t0
+        # At the read rate the page takes size/rate seconds; a stall is a failure.
+        limit_s = (total[0] / rate) * 1.5 + 5 if limited else 60
+        check(took <= limit_s, f"GET {data_uri} from {host}:{port} took {took:.1f} s for {total[0]} "
+              f"bytes (at most {limit_s:.0f} s at {rate / (1 << 20):.0f} MiB/s): the longest wait "
+              f"for data was {gap[0]:.1f} s at byte {gap[1]}")
+        return r, h.hexdigest(), value.result(), total[0], took
 
     r, proxied, verr, total, took = fetch(ctx.host, ctx.port, True)
     check(r.status == 200, f"GET {data_uri} again: HTTP {r.status}")
