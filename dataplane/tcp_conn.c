@@ -633,13 +633,18 @@ void
 qd_tcp_recv_consumed(struct qd_tcp_conn *c, uint32_t bytes, uint64_t now_us)
 {
 	RTE_ASSERT(bytes <= c->rcv_unconsumed);
-	uint32_t before = qd_tcp_rcv_window(c);
 	c->rcv_unconsumed -= u32_min(bytes, c->rcv_unconsumed);
 	if (c->state == QD_TCP_CLOSED || c->state == QD_TCP_TIME_WAIT)
 		return;
-	/* Window update when the window opened by two segments or from (near) zero. */
+	/* Window update when the window grew past what the peer was last told by two
+	 * segments (or half the buffer), or reopened from below a segment (RFC 1122
+	 * 4.2.3.3). Compared with the last advertisement, not with the window before this
+	 * call: an application that consumes in small steps must still reopen the window,
+	 * or a peer facing a zero window waits for its backed-off persist probe. */
 	uint32_t after = qd_tcp_rcv_window(c);
-	if (after >= before + 2u * c->mss || (before < c->mss && after >= c->mss)) {
+	uint32_t room = tcp_adv_room(c);
+	uint32_t step = u32_min(2u * c->mss, c->stack->conf.rcvbuf_bytes / 2);
+	if (after >= room + step || (room < c->mss && after >= c->mss)) {
 		qd_tcp_stack_enter(c->stack);
 		qd_tcp_send_ack(c, now_us);
 		qd_tcp_stack_leave(c->stack);

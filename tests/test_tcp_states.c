@@ -1344,8 +1344,11 @@ static const struct row rows[] = {
 	{"est: partly old segment -> the new half delivered", P_EST_DATA_IN,
 	 .in = IN(A, -50, R_MAX, 0, 100, 0), .n_out = 1, .out = {ACK_OUT(50)},
 	 .state = QD_TCP_ESTABLISHED, .ev = EV_DATA, .data = 50},
-	{"est: data beyond the window trimmed", P_EST, CONF_SMALL_RCVBUF,
-	 .in = IN(A, 0, R_MAX, 0, 1200, 0), .n_out = 0, .state = QD_TCP_ESTABLISHED,
+	/* The app consumes the whole (tiny) window at once: it reopens from zero, which is
+	 * announced at once (RFC 1122 4.2.3.3) rather than left to the delayed ACK. */
+	{"est: data beyond the window trimmed; window reopened -> update", P_EST,
+	 CONF_SMALL_RCVBUF, .in = IN(A, 0, R_MAX, 0, 1200, 0), .n_out = 1,
+	 .out = {ACK_OUT(1000)}, .state = QD_TCP_ESTABLISHED,
 	 .ev = EV_DATA, .data = 1000, .check = chk_small_window},
 	{"est: out of order across the right edge -> trimmed, queued", P_EST,
 	 .in = IN(A, 65536 - 50, R_MAX, 0, 100, 0), .n_out = 1, .out = {ACK_OUT(0)},
@@ -1971,8 +1974,10 @@ test_receive_window(void **state)
 	assert_int_equal(h->rx_bytes, 4096);
 	assert_int_equal(h->n_out, 3);
 	expect_out(h, 2, TCP_ACK, h->iss + 1, h->peer_nxt, 0);
-	/* The application reads segment by segment: one window update, as soon as a full
-	 * segment fits again (receiver SWS avoidance), none for the rest. */
+	/* The application reads segment by segment: a window update as soon as a full
+	 * segment fits again, then one more when the window has grown past what the peer
+	 * was told by min(2 MSS, half the buffer) (receiver SWS avoidance, RFC 1122
+	 * 4.2.3.3), compared with the last advertisement, not with the previous read. */
 	clear_out(h);
 	for (unsigned int i = 0; i < h->n_held; i++) {
 		uint32_t len = rte_pktmbuf_pkt_len(h->held[i]);
@@ -1980,9 +1985,42 @@ test_receive_window(void **state)
 		qd_tcp_recv_consumed(c, len, h->now_us);
 	}
 	h->n_held = 0;
-	assert_int_equal(h->n_out, 1);
+	assert_int_equal(h->n_out, 2);
 	expect_out(h, 0, TCP_ACK, h->iss + 1, h->peer_nxt, 0);
 	assert_int_equal(h->out[0].wnd, 1448);
+	expect_out(h, 1, TCP_ACK, h->iss + 1, h->peer_nxt, 0);
+	assert_int_equal(h->out[1].wnd, 4096);
+	h_fini(h);
+}
+
+/* The proxy consumes a held window in small steps (as much as the other side's send
+ * buffer takes each time). The peer must learn that the window reopened, not only that
+ * it grew past one segment: otherwise it sits on a small window (or a zero window, on its
+ * backed-off persist timer). */
+static void
+test_receive_window_small_reads(void **state)
+{
+	(void)state;
+	struct h *h = &H;
+	h_init(h, CONF_RCVBUF_4K);
+	h->peer_iss = h->peer_nxt = 0x10000000;
+	run_prefix(h, P_EST);
+	struct qd_tcp_conn *c = must_conn(h);
+	h->hold = true;
+	peer_send(h, TCP_ACK, h->iss + 1, 1448, 0);
+	peer_send(h, TCP_ACK, h->iss + 1, 1448, 0);
+	peer_send(h, TCP_ACK, h->iss + 1, 4096 - 2 * 1448, 0);
+	advance(h, QD_TCP_DELACK_US);
+	assert_int_equal(h->rx_bytes, 4096);
+	clear_out(h);
+	for (uint32_t done = 0; done < 4096; done += 128)
+		qd_tcp_recv_consumed(c, 128, h->now_us);
+	assert_true(h->n_out >= 1);
+	uint32_t last = h->out[h->n_out - 1].wnd;
+	/* The old rule stopped at the first segment's worth (1536 here). */
+	if (last < 4096 - 2048 / 2)
+		fail_msg("after reading all 4096 bytes in small steps the peer was last told a "
+			 "window of %u", last);
 	h_fini(h);
 }
 
@@ -2189,6 +2227,7 @@ main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_fin_wait2_half_close, h_cleanup),
 		cmocka_unit_test_teardown(test_ooo_bound, h_cleanup),
 		cmocka_unit_test_teardown(test_receive_window, h_cleanup),
+		cmocka_unit_test_teardown(test_receive_window_small_reads, h_cleanup),
 		cmocka_unit_test_teardown(test_send_backpressure, h_cleanup),
 		cmocka_unit_test_teardown(test_fin_ack_after_rto, h_cleanup),
 		cmocka_unit_test_teardown(test_wheel_abort_neighbour, h_cleanup),
