@@ -21,8 +21,12 @@
 #                         process per coordinator URL (a third of the queries
 #                         each, all at once) -- proves the clients, the
 #                         simulator and this script on their own
-#   QD_PROXY_QUERIES      queries per client library (default 240)
-#   QD_PROXY_CONCURRENCY  queries in flight per client library (default 24)
+#   QD_PROXY_QUERIES      queries per client library (default 480)
+#   QD_PROXY_CONCURRENCY  queries in flight per client library (default 240: the
+#                         issue asks for at least 200 at once)
+#   QD_PROXY_WORKERS      worker lcores of the dispatcher (default 2, so that
+#                         follow-ups land on another lcore than their POST; the
+#                         lab shares CPUs when there are fewer)
 #   QD_PROXY_CLIENTS      the client libraries to run (default "trino presto")
 # shellcheck disable=SC2016 # '$QD_*' expand in the lab
 set -euo pipefail
@@ -32,8 +36,9 @@ set -euo pipefail
 CLIENTS_DIR=$QD_SOURCE/tests/clients
 RUN_QUERIES=$CLIENTS_DIR/run_queries.mjs
 TARGET_MODE=${QD_PROXY_TARGET:-dispatcher}
-QUERIES=${QD_PROXY_QUERIES:-240}
-CONCURRENCY=${QD_PROXY_CONCURRENCY:-24}
+QUERIES=${QD_PROXY_QUERIES:-480}
+CONCURRENCY=${QD_PROXY_CONCURRENCY:-240}
+WORKERS=${QD_PROXY_WORKERS:-2}
 CLIENT_LIBS=${QD_PROXY_CLIENTS:-trino presto}
 COORDS=3
 USERS=4
@@ -83,8 +88,8 @@ require_tools jq node curl
 lab_cleanup_traps
 TMP=$(mktemp -d)
 
-step "lab up --coordinators $COORDS"
-"$LAB" up --coordinators "$COORDS"
+step "lab up --coordinators $COORDS --workers $WORKERS"
+"$LAB" up --coordinators "$COORDS" --workers "$WORKERS"
 QD_URL=$(lab_exec sh -c 'echo "$QD_URL"')
 IFS=, read -r -a COORD_URLS <<<"$(lab_exec sh -c 'echo "$QD_COORDINATORS"')"
 [[ ${#COORD_URLS[@]} -eq $COORDS ]] || fail "QD_COORDINATORS has ${#COORD_URLS[@]} URLs, expected $COORDS"
