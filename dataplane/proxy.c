@@ -969,6 +969,10 @@ static void
 head_field(struct qd_proxy *px, struct px_head *h, const char *at, size_t n, px_line_fn fn,
 	   void *owner)
 {
+	/* Trailers of a chunked body arrive after the head was sent and its buffer
+	 * released: they are dropped (we re-chunk without trailers). */
+	if (h->buf == NULL)
+		return;
 	h->in_first = false;
 	if (h->in_line && h->in_value) {
 		const char *v;
@@ -992,6 +996,8 @@ head_field(struct qd_proxy *px, struct px_head *h, const char *at, size_t n, px_
 static void
 head_value(struct qd_proxy *px, struct px_head *h, const char *at, size_t n)
 {
+	if (h->buf == NULL)
+		return; /* a trailer */
 	if (!h->in_value) {
 		h->in_value = true;
 		head_raw(h, ": ", 2, px->head_size);
@@ -1002,6 +1008,8 @@ head_value(struct qd_proxy *px, struct px_head *h, const char *at, size_t n)
 static void
 head_finish(struct qd_proxy *px, struct px_head *h, px_line_fn fn, void *owner)
 {
+	if (h->buf == NULL)
+		return;
 	if (h->in_line) {
 		const char *v = "";
 		uint32_t vlen = 0;
