@@ -29,6 +29,21 @@ def get(conn, method, path, name):
     return r, data
 
 
+def get_http10(host, port, path):
+    """GET <path> as HTTP/1.0 on a raw socket, read to the close: (head, body)."""
+    s = socket.create_connection((host, port), timeout=20)
+    s.sendall(b"GET " + path.encode() + b" HTTP/1.0\r\n\r\n")
+    raw = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        raw += chunk
+    s.close()
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    return head, rest
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", required=True)
@@ -75,30 +90,12 @@ def main():
     c.close()
 
     # HTTP/1.0: no chunked encoding allowed; a close-delimited answer instead.
-    s = socket.create_connection((host, port), timeout=20)
-    s.sendall(b"GET /frame/eof?bytes=250000 HTTP/1.0\r\n\r\n")
-    raw = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        raw += chunk
-    s.close()
-    head, _, rest = raw.partition(b"\r\n\r\n")
+    head, rest = get_http10(host, port, "/frame/eof?bytes=250000")
     if not head.startswith(b"HTTP/1.1 200") or b"chunked" in head.lower() or rest != body(250000):
         fail(f"http/1.0 eof: head {head[:200]!r}, {len(rest)} body bytes")
     print("ok http10: close-delimited to an HTTP/1.0 client, 250000 bytes, then closed")
 
-    s = socket.create_connection((host, port), timeout=20)
-    s.sendall(b"GET /frame/chunked?n=50&size=999 HTTP/1.0\r\n\r\n")
-    raw = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        raw += chunk
-    s.close()
-    head, _, rest = raw.partition(b"\r\n\r\n")
+    head, rest = get_http10(host, port, "/frame/chunked?n=50&size=999")
     if b"chunked" in head.lower() or rest != body(50 * 999):
         fail(f"http/1.0 chunked: head {head[:200]!r}, {len(rest)} body bytes")
     print("ok http10-chunked: a chunked answer reaches an HTTP/1.0 client decoded, then closed")

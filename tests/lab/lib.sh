@@ -46,6 +46,10 @@
 #                        sets SERVER_PID for the kernel peer)
 #   kernel_echo_listening  succeeds when the kernel echo server (SERVER_PID)
 #                        listens; fails the test when it exited
+#   proxy_quiet          succeeds when the query proxy holds no client connection
+#                        and every backend connection is idle in its pool
+#                        (QUIET_NOW: the numbers); the idle backends stay open
+#                        by design, so this replaces dispatcher_drained there
 #   check_echo_drained   the checks after an echo run: no client connection
 #                        to TARGET left, and qdispatchd up and drained (or,
 #                        with PEER=kernel, the kernel echo server alive)
@@ -211,4 +215,18 @@ check_echo_drained() {
 	else
 		kernel_echo_listening || fail "the kernel echo server died"
 	fi
+}
+
+# qdctl --json of peer 1: the proxy's connection gauges (tests may override the paths).
+PROXY_CLIENTS_JQ=${PROXY_CLIENTS_JQ:-'.totals.proxy.clients'}
+PROXY_BACKENDS_JQ=${PROXY_BACKENDS_JQ:-'.totals.proxy.backends'}
+PROXY_BACKENDS_IDLE_JQ=${PROXY_BACKENDS_IDLE_JQ:-'.totals.proxy.backends_idle'}
+# proxy_quiet: no client connection left and every backend connection idle in
+# its coordinator's keep-alive pool (QUIET_NOW: the numbers). Not "no TCP
+# connection": the idle backends stay open by design.
+proxy_quiet() {
+	snapshot now || return 1
+	QUIET_NOW=$(jq -c "{clients: ($PROXY_CLIENTS_JQ), backends: ($PROXY_BACKENDS_JQ),
+		backends_idle: ($PROXY_BACKENDS_IDLE_JQ), tcp: (.totals.tcp.connections)}" <<<"$STATUS")
+	jq -e '.clients == 0 and .backends == .backends_idle' <<<"$QUIET_NOW" >/dev/null
 }

@@ -59,20 +59,6 @@ ROUTES_ACTIVE_JQ='.routes.live'
 SIM_TOTAL_JQ='.total'
 SIM_COORD_JQ='.coordinators[$c]'
 
-# qdctl --json of peer 1: the proxy's connection gauges.
-PROXY_CLIENTS_JQ='.totals.proxy.clients'
-PROXY_BACKENDS_JQ='.totals.proxy.backends'
-PROXY_BACKENDS_IDLE_JQ='.totals.proxy.backends_idle'
-# proxy_quiet: no client connection left and every backend connection idle in
-# its coordinator's keep-alive pool (QUIET_NOW: the numbers). Not "no TCP
-# connection": the idle backends stay open by design.
-proxy_quiet() {
-	snapshot now || return 1
-	QUIET_NOW=$(jq -c "{clients: ($PROXY_CLIENTS_JQ), backends: ($PROXY_BACKENDS_JQ),
-		backends_idle: ($PROXY_BACKENDS_IDLE_JQ), tcp: (.totals.tcp.connections)}" <<<"$STATUS")
-	jq -e '.clients == 0 and .backends == .backends_idle' <<<"$QUIET_NOW" >/dev/null
-}
-
 require_lab
 require_tools jq node curl
 [[ -f $CLIENTS_DIR/node_modules/trino-client/package.json &&
