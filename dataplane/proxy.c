@@ -558,6 +558,8 @@ static const struct qd_tcp_ops be_ops = {
 	.on_closed = be_on_closed,
 };
 
+/* Idle pooled connections, for the control plane: derived from the pools once per expiry
+ * pass (every PX_EXPIRE_EVERY_US) rather than kept up to date on every request. */
 static void
 backends_gauge(struct qd_proxy *px)
 {
@@ -582,7 +584,6 @@ backend_free(struct px_backend *be)
 	be->next_free = px->backend_free;
 	px->backend_free = (uint32_t)(be - px->backends);
 	gauge_set(&px->gauges.backends, px->gauges.backends - 1);
-	backends_gauge(px);
 }
 
 /* A new backend connection to <coord>; NULL with errno (EAGAIN: next hop unknown or no
@@ -631,7 +632,6 @@ backend_from_pool(struct qd_proxy *px, uint16_t coord)
 			be->state = BS_BUSY;
 			be->reused = true;
 			PX_COUNT(px, backend_reused);
-			backends_gauge(px);
 			return be;
 		}
 		backend_abort(be);
@@ -699,7 +699,6 @@ backend_release(struct px_backend *be)
 	be->state = BS_IDLE;
 	backend_reset_exchange(be);
 	list_append(l, &be->tm, px->now_us + (uint64_t)px->conf.pool_idle_timeout_ms * 1000u);
-	backends_gauge(px);
 }
 
 static void
@@ -745,8 +744,8 @@ kind_has_id(uint8_t kind)
 /* ---- losing a backend mid-exchange -------------------------------------- */
 
 static int client_attach(struct px_client *cl, uint16_t coord);
-static void exchange_answer_failure(struct px_client *cl, uint16_t coord, bool begun,
-				    bool fresh, const char *why, bool timeout);
+static void exchange_answer_failure(struct px_client *cl, bool begun, bool fresh,
+				    const char *why, bool timeout);
 
 /* <be> failed (closed, reset, refused, timed out) while serving <cl>. <fresh>: it never
  * connected, so nothing of the request reached a coordinator. */
@@ -795,7 +794,7 @@ exchange_backend_failed(struct px_client *cl, struct px_backend *be, bool fresh,
 	if (!cl->req_done)
 		cl->close_after = true; /* the rest of the body has nowhere to go */
 	cl->req_done = true;
-	exchange_answer_failure(cl, coord, begun, fresh, why, timeout);
+	exchange_answer_failure(cl, begun, fresh, why, timeout);
 	/* Our answer completes the exchange: the connection goes on (or closes). */
 	if (cl->state != 0xff && cl->state != CS_CLOSING) {
 		cl->state = CS_WAIT;
@@ -804,11 +803,10 @@ exchange_backend_failed(struct px_client *cl, struct px_backend *be, bool fresh,
 }
 
 static void
-exchange_answer_failure(struct px_client *cl, uint16_t coord, bool begun, bool fresh,
-			const char *why, bool timeout)
+exchange_answer_failure(struct px_client *cl, bool begun, bool fresh, const char *why,
+			bool timeout)
 {
 	struct qd_proxy *px = cl->px;
-	(void)coord;
 	if (kind_has_id(cl->kind) && !begun && (fresh || !timeout)) {
 		route_end(cl, &px->counters.routes_ended_lost);
 		if (kind_is_statement(cl->kind) && cl->method == HTTP_GET) {
@@ -867,7 +865,6 @@ be_on_data(struct qd_tcp_conn *c, struct rte_mbuf *m)
 		/* A response nobody asked for: the connection is out of step. */
 		list_remove(&be->tm);
 		backend_abort(be);
-		backends_gauge(be->px);
 		return;
 	}
 	backend_process(be);
@@ -892,7 +889,6 @@ be_on_peer_fin(struct qd_tcp_conn *c)
 		list_remove(&be->tm);
 		PX_COUNT(px, backend_idle_closed);
 		backend_close_graceful(be);
-		backends_gauge(px);
 		return;
 	}
 	/* An EOF-delimited body ends here; any other response is cut short (reported by
