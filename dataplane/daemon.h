@@ -14,6 +14,7 @@
 #include <rte_ring.h>
 
 #include "config.h"
+#include "coord_table.h"
 #include "ctl_server.h"
 #include "iface.h"
 #include "neigh.h"
@@ -44,6 +45,8 @@ struct qd_daemon {
 	struct rte_ring *steer[QD_CONFIG_WORKERS_MAX]; /* TCP segments for worker i */
 	struct qd_worker *workers[QD_CONFIG_WORKERS_MAX];
 	struct qd_route_table *routes; /* query id -> coordinator, NULL without coordinators */
+	struct qd_coord_table *coords; /* shared with the workers (rte_zmalloc), NULL without */
+	struct qd_admission *admission; /* NULL without admission.resource_groups */
 	unsigned int workers_count;
 	bool stop; /* written by the main lcore with release, read by workers with acquire */
 	struct qd_neigh_table neigh; /* master */

@@ -223,6 +223,47 @@ DEFINE_UINT_KEY(key_route_max, route_max, uint32_t, "route.max", 64, 16777216)
 DEFINE_UINT_KEY(key_route_idle, route_idle_timeout_s, uint32_t, "route.idle_timeout_s", 1,
 		604800)
 DEFINE_UINT_KEY(key_route_linger, route_linger_s, uint32_t, "route.linger_s", 0, 86400)
+DEFINE_UINT_KEY(key_adm_queued_max, admission_queued_max, uint32_t, "admission.queued_max", 1,
+		1048576)
+DEFINE_UINT_KEY(key_adm_queue_to, admission_queue_timeout_ms, uint32_t,
+		"admission.queue_timeout_ms", 100, 604800000)
+DEFINE_UINT_KEY(key_adm_poll_wait, admission_poll_wait_ms, uint32_t, "admission.poll_wait_ms", 0,
+		60000)
+DEFINE_UINT_KEY(key_adm_client_to, admission_client_timeout_ms, uint32_t,
+		"admission.client_timeout_ms", 1000, 86400000)
+DEFINE_UINT_KEY(key_adm_stmt_max, admission_max_statement_bytes, uint32_t,
+		"admission.max_statement_bytes", 1024, 67108864)
+DEFINE_UINT_KEY(key_adm_batch, admission_batch, uint32_t, "admission.batch", 0, 1024)
+DEFINE_UINT_KEY(key_health_interval, health_interval_ms, uint32_t, "health.interval_ms", 0,
+		3600000)
+DEFINE_UINT_KEY(key_health_timeout, health_timeout_ms, uint32_t, "health.timeout_ms", 10, 600000)
+DEFINE_UINT_KEY(key_health_rise, health_rise, uint32_t, "health.rise", 1, 100)
+DEFINE_UINT_KEY(key_health_fall, health_fall, uint32_t, "health.fall", 1, 100)
+
+static int
+key_adm_groups(struct parse_ctx *ctx, const char *value)
+{
+	size_t n = strlen(value);
+	if (n == 0 || n >= sizeof(ctx->cfg->admission_resource_groups))
+		return fail(ctx, "admission.resource_groups: path must be 1..%zu characters",
+			    sizeof(ctx->cfg->admission_resource_groups) - 1);
+	memcpy(ctx->cfg->admission_resource_groups, value, n + 1);
+	return 0;
+}
+
+static int
+key_placement(struct parse_ctx *ctx, const char *value)
+{
+	static const char *const names[] = {"least_loaded", "round_robin", "client_ip"};
+	for (unsigned int i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(value, names[i]) == 0) {
+			ctx->cfg->placement_policy = (enum qd_placement_policy)i;
+			return 0;
+		}
+	}
+	return fail(ctx, "placement.policy: '%s' is not one of least_loaded round_robin client_ip",
+		    value);
+}
 
 static int
 key_http_xff(struct parse_ctx *ctx, const char *value)
@@ -277,23 +318,34 @@ static int
 key_coordinator(struct parse_ctx *ctx, const char *value)
 {
 	struct qd_config *cfg = ctx->cfg;
-	char buf[64];
-	const char *colon = strrchr(value, ':');
+	char addr[64];
+	/* "address:port" then optional "weight=N", blank separated */
+	const char *end = value + strcspn(value, " \t");
+	const char *rest = end + strspn(end, " \t");
+	size_t alen = (size_t)(end - value);
+	if (alen >= sizeof(addr))
+		return fail(ctx, "coordinator: '%s' must be address:port [weight=N]", value);
+	memcpy(addr, value, alen);
+	addr[alen] = '\0';
+	char *colon = strrchr(addr, ':');
 	if (colon == NULL)
-		return fail(ctx, "coordinator: '%s' must be address:port", value);
-	size_t n = (size_t)(colon - value);
-	if (n >= sizeof(buf))
-		return fail(ctx, "coordinator: '%s' is not an IPv4 address", value);
-	memcpy(buf, value, n);
-	buf[n] = '\0';
-	struct qd_config_endpoint ep;
-	uint64_t port;
-	int rc = parse_ipv4(ctx, "coordinator", buf, &ep.addr_be);
+		return fail(ctx, "coordinator: '%s' must be address:port [weight=N]", value);
+	*colon = '\0';
+	struct qd_config_endpoint ep = {.weight = 1};
+	uint64_t port, weight = 1;
+	int rc = parse_ipv4(ctx, "coordinator", addr, &ep.addr_be);
 	if (rc == 0)
 		rc = parse_u64(ctx, "coordinator port", colon + 1, 1, 65535, &port);
+	if (rc == 0 && *rest != '\0') {
+		if (strncmp(rest, "weight=", 7) != 0)
+			return fail(ctx, "coordinator: '%s': after address:port only weight=N may follow",
+				    value);
+		rc = parse_u64(ctx, "coordinator weight", rest + 7, 1, 1000, &weight);
+	}
 	if (rc != 0)
 		return rc;
 	ep.port = (uint16_t)port;
+	ep.weight = (uint16_t)weight;
 	if (cfg->coordinators_count == QD_CONFIG_COORDINATORS_MAX)
 		return fail(ctx, "coordinator: more than %d coordinators",
 			    QD_CONFIG_COORDINATORS_MAX);
@@ -461,6 +513,18 @@ static const struct key_desc keys[] = {
 	{"route.max", key_route_max, false},
 	{"route.idle_timeout_s", key_route_idle, false},
 	{"route.linger_s", key_route_linger, false},
+	{"admission.resource_groups", key_adm_groups, false},
+	{"admission.queued_max", key_adm_queued_max, false},
+	{"admission.queue_timeout_ms", key_adm_queue_to, false},
+	{"admission.poll_wait_ms", key_adm_poll_wait, false},
+	{"admission.client_timeout_ms", key_adm_client_to, false},
+	{"admission.max_statement_bytes", key_adm_stmt_max, false},
+	{"admission.batch", key_adm_batch, false},
+	{"health.interval_ms", key_health_interval, false},
+	{"health.timeout_ms", key_health_timeout, false},
+	{"health.rise", key_health_rise, false},
+	{"health.fall", key_health_fall, false},
+	{"placement.policy", key_placement, false},
 	{"service.echo_port", key_service_echo, false},
 	{"service.discard_port", key_service_discard, false},
 	{"fault.rx_loss_ppm", key_fault_rx_loss, false},
@@ -534,6 +598,17 @@ qd_config_defaults(struct qd_config *cfg)
 	cfg->route_max = 262144;
 	cfg->route_idle_timeout_s = 600;
 	cfg->route_linger_s = 60;
+	cfg->admission_queued_max = 4096;
+	cfg->admission_queue_timeout_ms = 300000;
+	cfg->admission_poll_wait_ms = 1000;
+	cfg->admission_client_timeout_ms = 60000;
+	cfg->admission_max_statement_bytes = 1048576;
+	cfg->admission_batch = 0;
+	cfg->health_interval_ms = 500;
+	cfg->health_timeout_ms = 1000;
+	cfg->health_rise = 2;
+	cfg->health_fall = 2;
+	cfg->placement_policy = QD_PLACEMENT_LEAST_LOADED;
 	/* fault.*: all off (zeroed above); these two only matter once reordering is on. */
 	cfg->fault_reorder_gap = 3;
 	cfg->fault_reorder_hold_us = 1000;

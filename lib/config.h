@@ -35,6 +35,13 @@ struct qd_config_ipv4 {
 struct qd_config_endpoint {
 	uint32_t addr_be;
 	uint16_t port;
+	uint16_t weight; /* placement weight, 1..1000 (default 1) */
+};
+
+enum qd_placement_policy {
+	QD_PLACEMENT_LEAST_LOADED = 0, /* power of two choices on load / weight */
+	QD_PLACEMENT_ROUND_ROBIN,      /* weighted round robin */
+	QD_PLACEMENT_CLIENT_IP,        /* Maglev consistent hash of the client address */
 };
 
 /* Fault injection on one direction of the data plane's port I/O (dataplane/fault.h). */
@@ -135,6 +142,21 @@ struct qd_config {
 	uint32_t route_max;
 	uint32_t route_idle_timeout_s;
 	uint32_t route_linger_s;
+	/* [admission] resource groups (docs/resource-groups.md) */
+	char admission_resource_groups[QD_CONFIG_STR_MAX]; /* "" = no admission control */
+	uint32_t admission_queued_max;        /* queued queries held by the dispatcher, all groups */
+	uint32_t admission_queue_timeout_ms;  /* queued longer: ends with EXCEEDED_TIME_LIMIT */
+	uint32_t admission_poll_wait_ms;      /* a queued query's poll is held this long at most */
+	uint32_t admission_client_timeout_ms; /* queued query nobody polled this long: abandoned */
+	uint32_t admission_max_statement_bytes; /* POST /v1/statement bodies (SQL text) */
+	uint32_t admission_batch;             /* slots a worker takes at once; 0 = auto */
+	/* [health] active checks of the coordinators (GET /v1/info, /v1/cluster) */
+	uint32_t health_interval_ms;          /* 0 = off: passive detection only */
+	uint32_t health_timeout_ms;
+	uint32_t health_rise;
+	uint32_t health_fall;
+	/* [placement] */
+	enum qd_placement_policy placement_policy;
 
 	/* [service] test services on every address we own; 0 = off */
 	uint16_t service_echo_port;
