@@ -744,20 +744,22 @@ qd_admission_expire(struct qd_admission *a, uint32_t *cursor, uint32_t budget, u
 		struct qd_adm_entry *en = &a->entries[e];
 		switch (en->state) {
 		case QD_ADM_WAITING:
-			if (now_us - en->queued_us > a->conf.queue_timeout_us) {
+			if (now_us > en->queued_us &&
+			    now_us - en->queued_us > a->conf.queue_timeout_us) {
 				end_locked(a, e, QD_ADM_DONE_TIMEOUT, now_us);
 				ended++;
 				break;
 			}
 			/* fall through */
 		case QD_ADM_ADMITTED:
-			if (now_us - LOAD(&en->last_poll_us) > a->conf.client_timeout_us) {
+			if (now_us > LOAD(&en->last_poll_us) &&
+			    now_us - LOAD(&en->last_poll_us) > a->conf.client_timeout_us) {
 				end_locked(a, e, QD_ADM_DONE_ABANDONED, now_us);
 				ended++;
 			}
 			break;
 		case QD_ADM_DONE:
-			if (now_us - en->done_us > a->conf.done_linger_us)
+			if (now_us > en->done_us && now_us - en->done_us > a->conf.done_linger_us)
 				entry_free_locked(a, e);
 			break;
 		default:

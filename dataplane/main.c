@@ -22,8 +22,10 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 
+#include "admission.h"
 #include "daemon.h"
 #include "log.h"
+#include "resource_groups.h"
 #include "qd_build.h"
 
 #define DEFAULT_CONFIG "/etc/qdispatch/qdispatchd.conf"
@@ -191,11 +193,69 @@ proxy_conf_from_config(struct qd_proxy_conf *p, const struct qd_config *cfg, uns
 		.worker_index = index,
 		.worker_count = cfg->workers,
 		.coords_count = RTE_MIN(cfg->coordinators_count, (unsigned int)QD_PROXY_COORDS_MAX),
+		.placement = cfg->placement_policy,
+		.max_statement_bytes = cfg->admission_max_statement_bytes,
+		.poll_wait_ms = cfg->admission_poll_wait_ms,
 	};
 	for (unsigned int i = 0; i < p->coords_count; i++) {
 		p->coords[i].ip_be = cfg->coordinators[i].addr_be;
 		p->coords[i].port = cfg->coordinators[i].port;
 	}
+}
+
+/* The coordinators as every lcore sees them (coord_table.h). */
+static int
+make_coordinators(struct qd_daemon *d, char *err, size_t err_len)
+{
+	d->coords = rte_zmalloc("qd_coords", sizeof(*d->coords), RTE_CACHE_LINE_SIZE);
+	if (d->coords == NULL) {
+		snprintf(err, err_len, "coordinator table: out of memory");
+		return -ENOMEM;
+	}
+	d->coords->count = RTE_MIN(d->cfg.coordinators_count, (unsigned int)QD_COORDS_MAX);
+	for (unsigned int i = 0; i < d->coords->count; i++) {
+		d->coords->c[i].ip_be = d->cfg.coordinators[i].addr_be;
+		d->coords->c[i].port = d->cfg.coordinators[i].port;
+		d->coords->c[i].weight = d->cfg.coordinators[i].weight ? d->cfg.coordinators[i].weight
+								       : 1;
+	}
+	return 0;
+}
+
+/* Admission control from admission.resource_groups, when set. */
+static int
+make_admission(struct qd_daemon *d, char *err, size_t err_len)
+{
+	if (d->cfg.admission_resource_groups[0] == '\0')
+		return 0;
+	struct qd_rg_config *rg = NULL;
+	char msg[QD_RG_ERR_MAX];
+	int rc = qd_rg_load_file(d->cfg.admission_resource_groups, &rg, msg, sizeof(msg));
+	if (rc != 0) {
+		/* the message names the file already */
+		snprintf(err, err_len, "%.*s", (int)RTE_MIN(err_len - 1, sizeof(msg)), msg);
+		return rc;
+	}
+	struct qd_admission_conf ac = {
+		.workers = d->cfg.workers,
+		.queued_max = d->cfg.admission_queued_max,
+		.batch = d->cfg.admission_batch,
+		.queue_timeout_us = (uint64_t)d->cfg.admission_queue_timeout_ms * 1000u,
+		.client_timeout_us = (uint64_t)d->cfg.admission_client_timeout_ms * 1000u,
+		/* a query that ended in the queue answers its final poll this long */
+		.done_linger_us = 60000000u,
+	};
+	unsigned int groups = rg->groups_count;
+	d->admission = qd_admission_create(&ac, rg);
+	if (d->admission == NULL) {
+		rc = -errno;
+		qd_rg_free(rg);
+		snprintf(err, err_len, "admission control: %s", strerror(-rc));
+		return rc;
+	}
+	QD_LOG(NOTICE, main, "admission control: %u resource group(s) from %s, %u queued at most",
+	       groups, d->cfg.admission_resource_groups, ac.queued_max);
+	return 0;
 }
 
 static int
@@ -222,6 +282,11 @@ make_workers(struct qd_daemon *d, char *err, size_t err_len)
 				 strerror(errno));
 			return -ENOMEM;
 		}
+		int rc = make_coordinators(d, err, err_len);
+		if (rc == 0)
+			rc = make_admission(d, err, err_len);
+		if (rc != 0)
+			return rc;
 	}
 	RTE_LCORE_FOREACH_WORKER(lcore) {
 		struct qd_worker_conf wc = {
@@ -244,6 +309,16 @@ make_workers(struct qd_daemon *d, char *err, size_t err_len)
 			wc.proxy = true;
 			wc.routes = d->routes;
 			proxy_conf_from_config(&wc.proxy_conf, &d->cfg, i);
+			wc.proxy_conf.coord_table = d->coords;
+			wc.proxy_conf.admission = d->admission;
+			wc.health = (struct qd_health_conf){
+				.interval_ms = d->cfg.health_interval_ms,
+				.timeout_ms = d->cfg.health_timeout_ms,
+				.rise = d->cfg.health_rise,
+				.fall = d->cfg.health_fall,
+				.worker_index = i,
+				.worker_count = d->cfg.workers,
+			};
 		}
 		d->workers[i] = qd_worker_create(&wc, &d->iface, d->pool, d->mailboxes[i], d->events,
 						 d->steer, &d->stop, true);
@@ -356,6 +431,8 @@ stop(struct qd_daemon *d)
 		rte_ring_free(d->steer[i]);
 	}
 	qd_route_table_destroy(d->routes);
+	qd_admission_destroy(d->admission);
+	rte_free(d->coords);
 	rte_ring_free(d->events);
 	qd_neigh_table_free(&d->neigh);
 	rte_mempool_free(d->pool);

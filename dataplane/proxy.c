@@ -29,9 +29,13 @@
 #include <rte_byteorder.h>
 #include <rte_malloc.h>
 
+#include <rte_random.h>
+
 #include "lcore_stats.h"
 #include "log.h"
+#include "maglev.h"
 #include "mbuf_queue.h"
+#include "resource_groups.h"
 #include "trino_proto.h"
 
 #define PX_HEAD_SLACK 256 /* framing we add to a rebuilt head, beyond the limit's bytes */
@@ -40,6 +44,8 @@
 #define PX_SWEEP_BUDGET 256
 #define PX_EXPIRE_BUDGET 64 /* expiries handled per list per poll */
 #define PX_EXPIRE_EVERY_US 200 /* timeouts are in milliseconds: look 5 times per ms */
+#define PX_ADM_EXPIRE_EVERY_US 10000
+#define PX_ADM_EXPIRE_BUDGET 1024
 
 /* ---- intrusive FIFO lists of waiting connections ------------------------ */
 
@@ -198,10 +204,18 @@ struct px_client {
 	uint32_t host_len;
 	char host[128];              /* copy of Host for a synthesized FAILED result */
 	uint32_t peer_ip_be;
+	/* admission */
+	bool collect;                /* a submission whose SQL is gathered before admission */
+	bool stmt_too_big;
+	bool adm_held;               /* holds slots that no route owns yet */
+	int16_t adm_group;
+	int64_t adm_mem;
+	uint32_t park_entry;         /* the queued query this parked poll waits for */
+	struct qd_outq req_head;     /* rebuilt head of the collected submission */
+	struct qd_outq stmt;         /* its body */
 };
 
 struct px_coord_state {
-	uint64_t down_until_us;
 	struct px_list idle;         /* pooled connections, oldest at the head */
 	uint32_t conns;
 };
@@ -223,7 +237,17 @@ struct qd_proxy {
 	struct px_list connect_wait;
 	struct px_list resp_wait;
 	struct px_list io_wait;          /* clients in an exchange: body or reading stalls */
+	struct px_list park_wait;        /* polls of queued queries held until admitted */
 	struct px_coord_state coords[QD_PROXY_COORDS_MAX];
+	struct qd_coord_table *ct;
+	struct qd_admission *adm;
+	int32_t rr_weight[QD_PROXY_COORDS_MAX]; /* smooth weighted round robin */
+	struct qd_maglev maglev;         /* placement.policy client_ip: this worker's table */
+	uint64_t maglev_mask;            /* usable coordinators it was built for */
+	bool maglev_built;
+	uint32_t rejected_seq;           /* ids of rejected submissions */
+	uint32_t adm_cursor;             /* qd_admission_expire() position (worker 0) */
+	uint64_t next_adm_expire_us;
 	/* states */
 	struct px_client *clients;
 	struct px_backend *backends;
@@ -519,27 +543,119 @@ client_failed_result(struct px_client *cl, const char *why)
 static bool
 coord_usable(const struct qd_proxy *px, unsigned int i)
 {
-	return px->coords[i].down_until_us <= px->now_us;
+	return qd_coord_usable(&px->ct->c[i], px->now_us);
+}
+
+/* Load of a coordinator for placement: what it reported plus what we sent since, or what
+ * this dispatcher has running there, whichever is larger (the report is late by up to a
+ * check interval, our own count misses the other peers' queries). */
+static uint64_t
+coord_load_of(const struct qd_coord *c)
+{
+	int64_t inflight = __atomic_load_n(&c->inflight, __ATOMIC_RELAXED);
+	uint64_t reported = qd_coord_load(c);
+	return inflight > 0 && (uint64_t)inflight > reported ? (uint64_t)inflight : reported;
+}
+
+/* Power of two choices: two usable coordinators at random, the less loaded per weight
+ * wins. Herd-free (Mitzenmacher): every worker and peer sees the same stale loads, but
+ * random pairs spread their picks. */
+static int
+coord_pick_p2c(struct qd_proxy *px)
+{
+	uint8_t ok[QD_PROXY_COORDS_MAX];
+	unsigned int n = 0;
+	for (unsigned int i = 0; i < px->conf.coords_count; i++)
+		if (coord_usable(px, i))
+			ok[n++] = (uint8_t)i;
+	if (n == 0)
+		return -1;
+	if (n == 1)
+		return ok[0];
+	unsigned int x = (unsigned int)rte_rand_max(n);
+	unsigned int y = (unsigned int)rte_rand_max(n - 1);
+	if (y >= x)
+		y++;
+	const struct qd_coord *a = &px->ct->c[ok[x]], *b = &px->ct->c[ok[y]];
+	/* load_a / w_a < load_b / w_b without division */
+	uint64_t la = (coord_load_of(a) + 1) * b->weight, lb = (coord_load_of(b) + 1) * a->weight;
+	return la <= lb ? ok[x] : ok[y];
+}
+
+/* Smooth weighted round robin (nginx's): each pick adds every usable coordinator's weight
+ * to its counter and takes the largest, which then pays the total back. */
+static int
+coord_pick_rr(struct qd_proxy *px)
+{
+	int best = -1;
+	int32_t total = 0;
+	for (unsigned int i = 0; i < px->conf.coords_count; i++) {
+		if (!coord_usable(px, i))
+			continue;
+		int32_t w = px->ct->c[i].weight;
+		px->rr_weight[i] += w;
+		total += w;
+		if (best < 0 || px->rr_weight[i] > px->rr_weight[best])
+			best = (int)i;
+	}
+	if (best >= 0)
+		px->rr_weight[best] -= total;
+	return best;
+}
+
+/* Maglev on the client address: the same client keeps its coordinator (nginx ip_hash)
+ * and a coordinator going away moves only its own clients. The table is per worker and
+ * rebuilt when the set of usable coordinators changes (rare: health transitions). */
+static int
+coord_pick_ip(struct qd_proxy *px, uint32_t ip_be)
+{
+	uint64_t mask = 0;
+	for (unsigned int i = 0; i < px->conf.coords_count; i++)
+		if (coord_usable(px, i))
+			mask |= 1ull << i;
+	if (mask == 0)
+		return -1;
+	if (!px->maglev_built || mask != px->maglev_mask) {
+		uint64_t keys[QD_PROXY_COORDS_MAX];
+		uint16_t weights[QD_PROXY_COORDS_MAX];
+		for (unsigned int i = 0; i < px->conf.coords_count; i++) {
+			keys[i] = (uint64_t)px->ct->c[i].ip_be << 16 | px->ct->c[i].port;
+			weights[i] = px->ct->c[i].weight;
+		}
+		if (qd_maglev_build(&px->maglev, keys, weights, mask, px->conf.coords_count) != 0)
+			return coord_pick_p2c(px);
+		px->maglev_mask = mask;
+		px->maglev_built = true;
+	}
+	uint16_t c = qd_maglev_lookup(&px->maglev, qd_maglev_flow_hash(&ip_be, sizeof(ip_be)));
+	return c == QD_MAGLEV_NONE ? coord_pick_p2c(px) : (int)c;
 }
 
 static int
-coord_pick(struct qd_proxy *px)
+coord_pick(struct qd_proxy *px, uint32_t client_ip_be)
 {
-	unsigned int n = px->conf.coords_count;
-	for (unsigned int k = 0; k < n; k++) {
-		unsigned int i = (px->rr + k) % n;
-		if (coord_usable(px, i)) {
-			px->rr = (i + 1) % n;
-			return (int)i;
-		}
+	switch (px->conf.placement) {
+	case QD_PLACEMENT_ROUND_ROBIN:
+		return coord_pick_rr(px);
+	case QD_PLACEMENT_CLIENT_IP:
+		return coord_pick_ip(px, client_ip_be);
+	default:
+		return coord_pick_p2c(px);
 	}
-	return -1;
 }
 
 static void
 coord_mark_down(struct qd_proxy *px, unsigned int i)
 {
-	px->coords[i].down_until_us = px->now_us + (uint64_t)px->conf.down_ms * 1000u;
+	qd_coord_mark_failed(&px->ct->c[i], px->now_us + (uint64_t)px->conf.down_ms * 1000u);
+}
+
+/* A submission goes to <i>: the load estimate grows until its next report. */
+static void
+coord_note_dispatch(struct qd_proxy *px, unsigned int i)
+{
+	__atomic_fetch_add(&px->ct->c[i].dispatched, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&px->ct->c[i].since_report, 1, __ATOMIC_RELAXED);
 }
 
 /* ---- backends ------------------------------------------------------------ */
@@ -718,14 +834,49 @@ backend_flush(struct px_backend *be)
 
 /* ---- routes -------------------------------------------------------------- */
 
+/* A route ended (exactly once, whoever ended it): its coordinator has one query less and
+ * its admission slots go back. */
+static void
+route_ended(struct qd_proxy *px, const struct qd_route_entry *e)
+{
+	if (e->coord < px->conf.coords_count)
+		__atomic_fetch_sub(&px->ct->c[e->coord].inflight, 1, __ATOMIC_RELAXED);
+	if (e->group >= 0 && px->adm != NULL) {
+		qd_admission_release(px->adm, px->conf.worker_index, e->group, e->mem);
+		PX_COUNT(px, adm_released);
+	}
+}
+
+static void
+route_swept(void *ctx, const struct qd_route_entry *e, bool dead)
+{
+	(void)dead;
+	route_ended(ctx, e);
+}
+
 static void
 route_end(struct px_client *cl, uint64_t *counter)
 {
 	struct qd_proxy *px = cl->px;
 	if (cl->id_len == 0)
 		return;
-	if (qd_route_end(px->routes, cl->id, cl->id_len, px->now_us) == 0)
+	struct qd_route_entry e;
+	if (qd_route_end_take(px->routes, cl->id, cl->id_len, px->now_us, &e) == 0) {
 		qd_stat_add(counter, 1);
+		route_ended(px, &e);
+	}
+}
+
+/* Slots held by the exchange itself (no route took them): back now. */
+static void
+client_adm_drop(struct px_client *cl)
+{
+	struct qd_proxy *px = cl->px;
+	if (!cl->adm_held)
+		return;
+	cl->adm_held = false;
+	qd_admission_release(px->adm, px->conf.worker_index, cl->adm_group, cl->adm_mem);
+	PX_COUNT(px, adm_released);
 }
 
 static bool
@@ -771,7 +922,7 @@ exchange_backend_failed(struct px_client *cl, struct px_backend *be, bool fresh,
 		bool movable = cl->kind == QD_TRINO_SUBMIT || cl->kind == QD_TRINO_OTHER ||
 			       cl->kind == QD_TRINO_UI_QUERY;
 		if (movable && cl->retries + 1u < px->conf.coords_count) {
-			int next = coord_pick(px);
+			int next = coord_pick(px, cl->peer_ip_be);
 			if (next >= 0) {
 				/* Nothing was sent: the rebuilt head moves to a new backend. */
 				struct qd_outq pending = be->out;
@@ -1133,10 +1284,18 @@ resp_on_body(http_parser *p, const char *at, size_t n)
 			/* Before the rest of the body goes out: the client cannot follow
 			 * nextUri before it has the whole document. */
 			be->route_added = true;
-			int rc = qd_route_insert(px->routes, be->scan.id, be->scan.id_len, be->coord,
-						 (uint16_t)px->conf.worker_index, px->now_us);
-			if (rc == 0)
+			int rc = qd_route_insert_adm(px->routes, be->scan.id, be->scan.id_len,
+						     be->coord, (uint16_t)px->conf.worker_index,
+						     px->now_us, cl->adm_held ? cl->adm_group : -1,
+						     cl->adm_held ? cl->adm_mem : 0);
+			if (rc == 0) {
 				PX_COUNT(px, routes_created);
+				/* the route owns the slots now: they go back when it ends */
+				cl->adm_held = false;
+				__atomic_fetch_add(&px->ct->c[be->coord].inflight, 1,
+						   __ATOMIC_RELAXED);
+				coord_note_dispatch(px, be->coord);
+			}
 			else if (rc == -EEXIST)
 				PX_COUNT(px, routes_exists);
 			else
@@ -1354,6 +1513,19 @@ req_on_body(http_parser *p, const char *at, size_t n)
 		return -1; /* reported as 413 by the caller */
 	client_io_progress(cl);
 	struct px_backend *be = cl->be;
+	if (cl->collect) {
+		/* a submission's SQL, held for admission */
+		if (cl->stmt.bytes + n > px->conf.max_statement_bytes) {
+			cl->stmt_too_big = true;
+			PX_COUNT(px, adm_statement_too_big);
+			return -1;
+		}
+		if (qd_outq_write(&cl->stmt, px->pool, at, n) != 0) {
+			PX_COUNT(px, no_mbuf);
+			return -1;
+		}
+		return 0;
+	}
 	if (be == NULL)
 		return 0; /* discarding the body of a request we answered ourselves */
 	int rc = 0;
@@ -1416,7 +1588,7 @@ client_attach(struct px_client *cl, uint16_t coord)
 /* The request head for the backend: origin-form target, the headers we kept, framing. */
 static int
 client_write_head(struct px_client *cl, struct qd_outq *q, const char *origin, size_t olen,
-		  const char *authority, size_t alen)
+		  const char *authority, size_t alen, bool open)
 {
 	struct qd_proxy *px = cl->px;
 	struct rte_mempool *mp = px->pool;
@@ -1443,16 +1615,18 @@ client_write_head(struct px_client *cl, struct qd_outq *q, const char *origin, s
 					    px->conf.listen_port);
 		}
 	}
-	if (rc == 0 && cl->framing == FR_CHUNKED)
-		rc = qd_outq_write(q, mp, "Transfer-Encoding: chunked\r\n", 28);
-	else if (rc == 0 && cl->framing == FR_LENGTH)
-		rc = qd_outq_printf(q, mp, "Content-Length: %" PRIu64 "\r\n",
-				    (uint64_t)cl->parser.content_length);
 	if (rc == 0 && px->conf.forwarded_for) {
 		uint32_t ip = rte_be_to_cpu_32(cl->peer_ip_be);
 		rc = qd_outq_printf(q, mp, "X-Forwarded-For: %u.%u.%u.%u\r\n", ip >> 24,
 				    (ip >> 16) & 255, (ip >> 8) & 255, ip & 255);
 	}
+	if (open) /* framing and the end of the head follow once the body is known */
+		return rc;
+	if (rc == 0 && cl->framing == FR_CHUNKED)
+		rc = qd_outq_write(q, mp, "Transfer-Encoding: chunked\r\n", 28);
+	else if (rc == 0 && cl->framing == FR_LENGTH)
+		rc = qd_outq_printf(q, mp, "Content-Length: %" PRIu64 "\r\n",
+				    (uint64_t)cl->parser.content_length);
 	if (rc == 0)
 		rc = qd_outq_write(q, mp, "\r\n", 2);
 	return rc;
@@ -1480,6 +1654,434 @@ dispatcher_endpoint(struct px_client *cl, const char *path, size_t len)
 	client_error(cl, 404, "NOT_FOUND", "No such dispatcher endpoint");
 }
 
+/* ---- admission: submissions held, queued and dispatched ------------------- */
+
+static void client_collect_start(struct px_client *cl, const char *origin, size_t olen,
+				 const char *authority, size_t alen);
+static void client_admit(struct px_client *cl);
+static void client_queued_poll(struct px_client *cl);
+
+/* Value of header <name> among the kept lines of <h> ("Name: value\r\n" each). */
+static bool
+head_header(const struct px_head *h, const char *name, const char **v, uint32_t *vlen)
+{
+	size_t nl = strlen(name);
+	uint32_t i = h->first_len;
+	for (unsigned int k = 0; i < h->len && k <= h->count; k++) {
+		const char *line = h->buf + i;
+		const char *nlp = memchr(line, '\n', h->len - i);
+		uint32_t llen = nlp != NULL ? (uint32_t)(nlp - line + 1) : h->len - i;
+		if (llen > nl + 1 && line[nl] == ':' && strncasecmp(line, name, nl) == 0) {
+			const char *p = line + nl + 1, *e = line + llen;
+			while (p < e && (*p == ' ' || *p == '\t'))
+				p++;
+			while (e > p && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+			*v = p;
+			*vlen = (uint32_t)(e - p);
+			return true;
+		}
+		i += llen;
+	}
+	return false;
+}
+
+/* X-Trino-* or X-Presto-* (the old protocol name) */
+static bool
+client_header(const struct px_client *cl, const char *suffix, const char **v, uint32_t *vlen)
+{
+	char name[64];
+	snprintf(name, sizeof(name), "X-Trino-%s", suffix);
+	if (head_header(&cl->h, name, v, vlen))
+		return true;
+	snprintf(name, sizeof(name), "X-Presto-%s", suffix);
+	return head_header(&cl->h, name, v, vlen);
+}
+
+/* PEAK_MEMORY of "X-Trino-Resource-Estimate: EXECUTION_TIME=1m, PEAK_MEMORY=8GB" in bytes,
+ * 0 when absent or not a data size (Trino's units: B kB MB GB TB PB, powers of 1024). */
+static int64_t
+peak_memory_of(const char *v, uint32_t n)
+{
+	static const char key[] = "PEAK_MEMORY=";
+	for (uint32_t i = 0; i + sizeof(key) - 1 <= n; i++) {
+		if (strncasecmp(v + i, key, sizeof(key) - 1) != 0)
+			continue;
+		uint32_t j = i + (uint32_t)sizeof(key) - 1;
+		double num = 0, scale = 0;
+		bool digits = false;
+		for (; j < n && ((v[j] >= '0' && v[j] <= '9') || v[j] == '.'); j++) {
+			if (v[j] == '.') {
+				scale = scale == 0 ? 0.1 : scale;
+				continue;
+			}
+			digits = true;
+			if (scale == 0) {
+				num = num * 10 + (v[j] - '0');
+			} else {
+				num += (v[j] - '0') * scale;
+				scale /= 10;
+			}
+		}
+		static const char *const units[] = {"B", "kB", "MB", "GB", "TB", "PB"};
+		uint32_t ulen = 0;
+		while (j + ulen < n && v[j + ulen] != ',' && v[j + ulen] != ' ')
+			ulen++;
+		for (unsigned int u = 0; digits && u < RTE_DIM(units); u++) {
+			if (strlen(units[u]) == ulen && strncasecmp(v + j, units[u], ulen) == 0) {
+				double bytes = num;
+				for (unsigned int k = 0; k < u; k++)
+					bytes *= 1024;
+				return bytes > 9.2e18 ? INT64_MAX : (int64_t)bytes;
+			}
+		}
+		return 0;
+	}
+	return 0;
+}
+
+/* Up to <cap> bytes from the front of <q>, for the statement's first keyword. */
+static size_t
+outq_prefix(const struct qd_outq *q, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (const struct rte_mbuf *m = q->head; m != NULL && n < cap; m = m->next) {
+		size_t k = RTE_MIN((size_t)rte_pktmbuf_data_len(m), cap - n);
+		memcpy(out + n, rte_pktmbuf_mtod(m, const char *), k);
+		n += k;
+	}
+	return n;
+}
+
+static const char *
+client_host(struct px_client *cl, char *buf, size_t cap)
+{
+	if (cl->host[0] != '\0')
+		return cl->host;
+	uint32_t ip = rte_be_to_cpu_32(cl->px->conf.vip_be);
+	snprintf(buf, cap, "%u.%u.%u.%u:%u", ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255,
+		 ip & 255, cl->px->conf.listen_port);
+	return buf;
+}
+
+#define PX_STATS_ZERO                                                                      \
+	"\"nodes\":0,\"totalSplits\":0,\"queuedSplits\":0,\"runningSplits\":0,"               \
+	"\"completedSplits\":0,\"cpuTimeMillis\":0,\"wallTimeMillis\":0,"                     \
+	"\"processedRows\":0,\"processedBytes\":0,\"physicalInputBytes\":0,"                  \
+	"\"peakMemoryBytes\":0,\"spilledBytes\":0"
+
+/* A QueryResults for a query the dispatcher ends itself (never ran on a coordinator). */
+static void
+client_query_failed(struct px_client *cl, const char *id, const char *name, int code,
+		    const char *type, const char *msg, uint64_t queued_ms)
+{
+	char hbuf[32], body[1536];
+	const char *host = client_host(cl, hbuf, sizeof(hbuf));
+	snprintf(body, sizeof(body),
+		 "{\"id\":\"%s\",\"infoUri\":\"http://%s/ui/query.html?%s\","
+		 "\"stats\":{\"state\":\"FAILED\",\"queued\":false,\"scheduled\":false,"
+		 "\"queuedTimeMillis\":%" PRIu64 ",\"elapsedTimeMillis\":%" PRIu64 "," PX_STATS_ZERO
+		 "},\"error\":{\"message\":\"%s\",\"errorCode\":%d,\"errorName\":\"%s\","
+		 "\"errorType\":\"%s\",\"failureInfo\":{\"type\":\"io.trino.spi.TrinoException\","
+		 "\"message\":\"%s\",\"suppressed\":[],\"stack\":[]}},\"warnings\":[]}",
+		 id, host, id, queued_ms, queued_ms, msg, code, name, type, msg);
+	PX_COUNT(cl->px, failed_results);
+	client_local_raw(cl, 200, body, false, false);
+}
+
+/* QUEUED, with a nextUri back to us: the client polls it as it polls a coordinator. */
+static void
+client_queued_result(struct px_client *cl, uint32_t e)
+{
+	struct qd_proxy *px = cl->px;
+	const struct qd_adm_entry *en = &px->adm->entries[e];
+	char hbuf[32], body[1024];
+	const char *host = client_host(cl, hbuf, sizeof(hbuf));
+	uint64_t ms = (px->now_us - en->queued_us) / 1000u;
+	snprintf(body, sizeof(body),
+		 "{\"id\":\"%s\",\"infoUri\":\"http://%s/ui/query.html?%s\","
+		 "\"nextUri\":\"http://%s/v1/statement/queued/%s/qd/%u\","
+		 "\"stats\":{\"state\":\"QUEUED\",\"queued\":true,\"scheduled\":false,"
+		 "\"queuedTimeMillis\":%" PRIu64 ",\"elapsedTimeMillis\":%" PRIu64 "," PX_STATS_ZERO
+		 "},\"warnings\":[]}",
+		 en->id, host, en->id, host, en->id, __atomic_load_n(&en->polls, __ATOMIC_RELAXED),
+		 ms, ms);
+	client_local_raw(cl, 200, body, false, false);
+}
+
+/* The final answer of a query that ended in the dispatcher's queue. */
+static void
+client_done_result(struct px_client *cl, uint32_t e)
+{
+	struct qd_proxy *px = cl->px;
+	const struct qd_adm_entry *en = &px->adm->entries[e];
+	uint64_t ms = ((en->done_us > en->queued_us ? en->done_us : px->now_us) - en->queued_us) /
+		      1000u;
+	char id[QD_ADM_ID_MAX], msg[160];
+	snprintf(id, sizeof(id), "%s", en->id);
+	switch (en->reason) {
+	case QD_ADM_DONE_CANCELED:
+		client_query_failed(cl, id, "USER_CANCELED", 3, "USER_ERROR", "Query was canceled",
+				    ms);
+		break;
+	case QD_ADM_DONE_TIMEOUT:
+		snprintf(msg, sizeof(msg),
+			 "Query exceeded maximum queued time of the dispatcher (%" PRIu64 " ms)",
+			 px->adm->conf.queue_timeout_us / 1000u);
+		client_query_failed(cl, id, "EXCEEDED_TIME_LIMIT", 0x20003, "INSUFFICIENT_RESOURCES",
+				    msg, ms);
+		break;
+	case QD_ADM_DONE_ABANDONED:
+		client_query_failed(cl, id, "ABANDONED_QUERY", 2, "USER_ERROR",
+				    "Query was abandoned by the client while queued", ms);
+		break;
+	default:
+		client_query_failed(cl, id, "GENERIC_INTERNAL_ERROR", 65536, "INTERNAL_ERROR",
+				    "Query could not be dispatched", ms);
+		break;
+	}
+}
+
+/* Send a complete request (head and body in <req>) to a coordinator chosen now. */
+static void
+client_send_request(struct px_client *cl, struct qd_outq *req)
+{
+	struct qd_proxy *px = cl->px;
+	int coord = coord_pick(px, cl->peer_ip_be);
+	int rc = coord < 0 ? -EAGAIN : client_attach(cl, (uint16_t)coord);
+	while (coord >= 0 && rc != 0 && rc != -ENOSPC && cl->retries + 1u < px->conf.coords_count) {
+		coord_mark_down(px, (unsigned int)coord);
+		coord = coord_pick(px, cl->peer_ip_be);
+		if (coord < 0)
+			break;
+		cl->retries++;
+		rc = client_attach(cl, (uint16_t)coord);
+	}
+	if (coord < 0 || rc != 0) {
+		qd_outq_clear(req);
+		client_adm_drop(cl);
+		client_error(cl, 503, rc == -ENOSPC ? "DISPATCHER_BUSY" : "NO_COORDINATOR_AVAILABLE",
+			     coord < 0 ? "No healthy coordinator is available"
+				       : "No coordinator is reachable");
+		return;
+	}
+	struct px_backend *be = cl->be;
+	qd_outq_splice(&be->out, req);
+	if (cl->req_done && !be->resp_done)
+		list_append(&px->resp_wait, &be->tm,
+			    px->now_us + (uint64_t)px->conf.response_timeout_ms * 1000u);
+	backend_flush(be);
+}
+
+static void
+client_collect_start(struct px_client *cl, const char *origin, size_t olen, const char *authority,
+		     size_t alen)
+{
+	struct qd_proxy *px = cl->px;
+	cl->collect = true;
+	if (client_write_head(cl, &cl->req_head, origin, olen, authority, alen, true) != 0) {
+		PX_COUNT(px, no_mbuf);
+		client_abort(cl);
+		return;
+	}
+	if (cl->expect_continue && cl->framing != FR_NONE) {
+		if (qd_outq_write(&cl->out, px->pool, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0) {
+			PX_COUNT(px, no_mbuf);
+			client_abort(cl);
+			return;
+		}
+		client_flush(cl);
+	}
+	/* the head buffer stays: admission reads the user, source, tags and estimate */
+}
+
+/* The whole submission is here: classify it, then run it, queue it or refuse it. */
+static void
+client_admit(struct px_client *cl)
+{
+	struct qd_proxy *px = cl->px;
+	cl->collect = false;
+	struct qd_rg_query q = {0};
+	const char *v;
+	uint32_t vlen;
+	if (client_header(cl, "User", &v, &vlen)) {
+		q.user = v;
+		q.user_len = vlen;
+	}
+	if (client_header(cl, "Source", &v, &vlen)) {
+		q.source = v;
+		q.source_len = vlen;
+	}
+	if (client_header(cl, "Client-Tags", &v, &vlen)) {
+		q.client_tags = v;
+		q.client_tags_len = vlen;
+	}
+	int64_t mem = 0;
+	if (client_header(cl, "Resource-Estimate", &v, &vlen))
+		mem = peak_memory_of(v, vlen);
+	char sql[512];
+	q.query_type = qd_rg_query_type_of(sql, outq_prefix(&cl->stmt, sql, sizeof(sql)));
+	int group = qd_admission_select(px->adm, &q);
+	head_release(px, &cl->h);
+	if (group < 0) {
+		char id[32];
+		snprintf(id, sizeof(id), "qdr_%u_%u", px->conf.worker_index, ++px->rejected_seq);
+		PX_COUNT(px, adm_rejected);
+		qd_outq_clear(&cl->req_head);
+		qd_outq_clear(&cl->stmt);
+		client_query_failed(cl, id, "QUERY_REJECTED", 0, "USER_ERROR",
+				    "Query did not match any selection rule", 0);
+		return;
+	}
+	/* the request as it will go out: head, framing for the body we hold, body */
+	struct qd_outq req = cl->req_head;
+	cl->req_head = (struct qd_outq){0};
+	if (qd_outq_printf(&req, px->pool, "Content-Length: %u\r\n\r\n", cl->stmt.bytes) != 0) {
+		PX_COUNT(px, no_mbuf);
+		qd_outq_clear(&req);
+		client_abort(cl);
+		return;
+	}
+	qd_outq_splice(&req, &cl->stmt);
+	uint32_t e = QD_ADM_NONE;
+	enum qd_adm_result res =
+		qd_admission_submit(px->adm, px->conf.worker_index, group, mem, px->now_us, &e);
+	switch (res) {
+	case QD_ADM_RUN:
+		PX_COUNT(px, adm_admitted);
+		cl->adm_held = true;
+		cl->adm_group = (int16_t)group;
+		cl->adm_mem = mem;
+		client_send_request(cl, &req);
+		return;
+	case QD_ADM_QUEUED:
+		PX_COUNT(px, adm_queued);
+		qd_admission_attach(px->adm, e, req.head, req.bytes, cl->peer_ip_be);
+		client_queued_result(cl, e);
+		return;
+	default: {
+		char id[32], msg[200];
+		snprintf(id, sizeof(id), "qdr_%u_%u", px->conf.worker_index, ++px->rejected_seq);
+		qd_outq_clear(&req);
+		PX_COUNT(px, adm_queue_full);
+		snprintf(msg, sizeof(msg), "Too many queued queries for \\\"%s\\\"",
+			 res == QD_ADM_QUEUE_FULL ? px->adm->info[group].name : "the dispatcher");
+		client_query_failed(cl, id, "QUERY_QUEUE_FULL", 0x20002, "INSUFFICIENT_RESOURCES",
+				    msg, 0);
+		return;
+	}
+	}
+}
+
+/* A queued query was admitted: its poll becomes the submission to a coordinator, whose
+ * answer (the real query id and nextUri) is this poll's response. */
+static bool
+client_dispatch_entry(struct px_client *cl, uint32_t e)
+{
+	struct qd_proxy *px = cl->px;
+	struct qd_adm_entry *en = &px->adm->entries[e];
+	uint32_t len = 0;
+	struct rte_mbuf *m = qd_admission_claim(px->adm, e, &len);
+	if (m == NULL)
+		return false;
+	cl->adm_held = true;
+	cl->adm_group = (int16_t)en->group;
+	cl->adm_mem = en->mem;
+	qd_admission_dispatched(px->adm, e);
+	struct qd_outq req = {.head = m, .tail = m, .bytes = len};
+	for (unsigned int k = 0; req.tail->next != NULL && k < UINT16_MAX; k++)
+		req.tail = req.tail->next;
+	cl->local = false;
+	cl->kind = QD_TRINO_SUBMIT; /* its response carries the id to route */
+	PX_COUNT(px, adm_dispatched);
+	if (cl->tm.list == &px->park_wait)
+		list_append(&px->io_wait, &cl->tm,
+			    px->now_us + (uint64_t)px->conf.io_timeout_ms * 1000u);
+	client_send_request(cl, &req);
+	return true;
+}
+
+/* Answer a poll of queued entry <e> (or park it while it waits, when <may_park>). */
+static void
+client_queued_answer(struct px_client *cl, uint32_t e, bool may_park)
+{
+	struct qd_proxy *px = cl->px;
+	switch (qd_admission_poll(px->adm, e, px->now_us)) {
+	case QD_ADM_WAITING:
+		if (may_park && px->conf.poll_wait_ms > 0) {
+			cl->park_entry = e;
+			cl->local = true; /* its (empty) body is read and dropped meanwhile */
+			list_append(&px->park_wait, &cl->tm,
+				    px->now_us + (uint64_t)px->conf.poll_wait_ms * 1000u);
+			return;
+		}
+		client_queued_result(cl, e);
+		return;
+	case QD_ADM_ADMITTED:
+		if (client_dispatch_entry(cl, e))
+			return;
+		client_queued_result(cl, e);
+		return;
+	case QD_ADM_DONE:
+		PX_COUNT(px, adm_ended_queued);
+		client_done_result(cl, e);
+		qd_admission_done_answered(px->adm, e);
+		return;
+	default:
+		client_error(cl, 404, "QUERY_NOT_FOUND", "Query not found: it left the dispatcher's queue");
+		return;
+	}
+}
+
+static void
+client_queued_poll(struct px_client *cl)
+{
+	struct qd_proxy *px = cl->px;
+	uint32_t e = qd_admission_find(px->adm, cl->id, cl->id_len);
+	uint8_t kind = cl->kind;
+	cl->id_len = 0; /* a placeholder has no route */
+	if (e == QD_ADM_NONE) {
+		PX_COUNT(px, route_misses);
+		char msg[160];
+		snprintf(msg, sizeof(msg), "Query %s not found in the dispatcher's queue", cl->id);
+		client_error(cl, 404, "QUERY_NOT_FOUND", msg);
+		return;
+	}
+	PX_COUNT(px, adm_polls);
+	if (cl->method == HTTP_DELETE) {
+		if (qd_admission_cancel(px->adm, px->conf.worker_index, e, px->now_us))
+			PX_COUNT(px, adm_canceled);
+		client_local(cl, 204, NULL, false, false);
+		return;
+	}
+	if (cl->method != HTTP_GET || !kind_is_statement(kind)) {
+		client_error(cl, 404, "QUERY_NOT_FOUND",
+			     "A query queued at the dispatcher has no query info yet");
+		return;
+	}
+	client_queued_answer(cl, e, true);
+}
+
+/* Parked polls whose entry moved on (admitted, ended) or whose wait is over. */
+static void
+park_poll(struct qd_proxy *px)
+{
+	struct px_node *n = px->park_wait.head;
+	for (unsigned int k = 0; n != NULL && k < px->conf.max_clients; k++) {
+		struct px_node *next = n->next;
+		struct px_client *cl = (struct px_client *)n;
+		uint32_t st = __atomic_load_n(&px->adm->entries[cl->park_entry].state,
+					      __ATOMIC_ACQUIRE);
+		if (st != QD_ADM_WAITING || n->deadline <= px->now_us) {
+			list_remove(n);
+			client_queued_answer(cl, cl->park_entry, false);
+			if (cl->state == CS_WAIT)
+				client_exchange_check(cl);
+		}
+		n = next;
+	}
+}
+
 /* The head of a request is complete: answer it ourselves or give it a backend. */
 static void
 client_route(struct px_client *cl)
@@ -1497,6 +2099,8 @@ client_route(struct px_client *cl)
 	cl->retries = 0;
 	cl->body_bytes = 0;
 	cl->id_len = 0;
+	cl->collect = cl->stmt_too_big = false;
+	cl->park_entry = PX_NONE;
 	cl->kind = QD_TRINO_OTHER;
 	cl->be = NULL;
 	cl->state = CS_BODY;
@@ -1541,19 +2145,27 @@ client_route(struct px_client *cl)
 		return;
 	case QD_TRINO_SUBMIT:
 		PX_COUNT(px, requests_submit);
-		coord = coord_pick(px);
+		if (px->adm != NULL && cl->method == HTTP_POST) {
+			client_collect_start(cl, origin, olen, authority, alen);
+			return;
+		}
+		coord = coord_pick(px, cl->peer_ip_be);
 		break;
 	case QD_TRINO_OTHER:
-		coord = coord_pick(px);
+		coord = coord_pick(px, cl->peer_ip_be);
 		break;
 	case QD_TRINO_UI_QUERY:
 		coord = qd_route_lookup(px->routes, cl->id, cl->id_len, px->now_us);
 		if (coord < 0)
-			coord = coord_pick(px);
+			coord = coord_pick(px, cl->peer_ip_be);
 		cl->id_len = 0; /* the UI never ends a route */
 		break;
 	default: /* the protocol paths that carry a query id */
 		PX_COUNT(px, requests_followup);
+		if (px->adm != NULL && t.id_len > 4 && memcmp(cl->id, "qdq_", 4) == 0) {
+			client_queued_poll(cl);
+			return;
+		}
 		if (t.id_len > 0)
 			coord = qd_route_lookup(px->routes, cl->id, cl->id_len, px->now_us);
 		if (coord < 0) {
@@ -1577,7 +2189,7 @@ client_route(struct px_client *cl)
 	while (rc != 0 && rc != -ENOSPC && !kind_has_id(cl->kind) &&
 	       cl->retries + 1u < px->conf.coords_count) {
 		coord_mark_down(px, (unsigned int)coord);
-		coord = coord_pick(px);
+		coord = coord_pick(px, cl->peer_ip_be);
 		if (coord < 0)
 			break;
 		cl->retries++;
@@ -1589,7 +2201,7 @@ client_route(struct px_client *cl)
 					   : "No coordinator is reachable");
 		return;
 	}
-	if (client_write_head(cl, &cl->be->out, origin, olen, authority, alen) != 0) {
+	if (client_write_head(cl, &cl->be->out, origin, olen, authority, alen, false) != 0) {
 		PX_COUNT(px, no_mbuf);
 		struct px_backend *be = cl->be;
 		cl->be = NULL;
@@ -1619,6 +2231,9 @@ client_free(struct px_client *cl)
 	qd_inq_clear(&cl->in);
 	qd_outq_clear(&cl->out);
 	head_release(px, &cl->h);
+	client_adm_drop(cl);
+	qd_outq_clear(&cl->req_head);
+	qd_outq_clear(&cl->stmt);
 	cl->conn = NULL;
 	cl->next_free = px->client_free;
 	px->client_free = (uint32_t)(cl - px->clients);
@@ -1661,6 +2276,10 @@ client_exchange_check(struct px_client *cl)
 		backend_release(be);
 	}
 	head_release(px, &cl->h);
+	client_adm_drop(cl);
+	cl->collect = false;
+	qd_outq_clear(&cl->req_head);
+	qd_outq_clear(&cl->stmt);
 	if (cl->close_after) {
 		client_start_close(cl);
 		return;
@@ -1691,7 +2310,10 @@ client_process(struct px_client *cl)
 		if (cl->state == CS_BODY) {
 			if (cl->req_done) {
 				cl->state = CS_WAIT;
-				client_exchange_check(cl);
+				if (cl->collect)
+					client_admit(cl);
+				if (cl->state == CS_WAIT)
+					client_exchange_check(cl);
 				return;
 			}
 			struct px_backend *be = cl->be;
@@ -1704,7 +2326,7 @@ client_process(struct px_client *cl)
 					return;
 				}
 				limit = space;
-			} else if (!cl->local) {
+			} else if (!cl->local && !cl->collect) {
 				return;
 			}
 		}
@@ -1741,7 +2363,7 @@ client_process(struct px_client *cl)
 			}
 			cl->req_done = true;
 			cl->state = CS_BODY;
-			if (cl->body_bytes > px->conf.max_body_bytes) {
+			if (cl->body_bytes > px->conf.max_body_bytes || cl->stmt_too_big) {
 				client_error(cl, 413, "REQUEST_TOO_LARGE",
 					     "The request body is larger than the dispatcher accepts");
 			} else if (err == HPE_HEADER_OVERFLOW || cl->h.too_big) {
@@ -1971,18 +2593,35 @@ void
 qd_proxy_poll(struct qd_proxy *px, uint64_t now_us)
 {
 	px->now_us = now_us;
+	if (px->adm != NULL)
+		qd_admission_worker_poll(px->adm, px->conf.worker_index);
 	if (now_us >= px->next_expire_us) {
 		px->next_expire_us = now_us + PX_EXPIRE_EVERY_US;
 		expire(px);
+		if (px->adm != NULL) {
+			park_poll(px);
+			/* queue timeouts and abandoned entries: one worker is enough */
+			if (px->conf.worker_index == 0 && now_us >= px->next_adm_expire_us) {
+				px->next_adm_expire_us = now_us + PX_ADM_EXPIRE_EVERY_US;
+				qd_admission_expire(px->adm, &px->adm_cursor, PX_ADM_EXPIRE_BUDGET,
+						    now_us);
+			}
+		}
 	}
 	if (now_us >= px->next_sweep_us) {
 		px->next_sweep_us = now_us + PX_SWEEP_EVERY_US;
 		uint32_t dead = 0;
+		uint64_t dead_mask = 0;
+		for (unsigned int i = 0; i < px->conf.coords_count; i++)
+			if (qd_coord_dead(&px->ct->c[i]))
+				dead_mask |= 1ull << i;
 		uint32_t n = qd_route_sweep(px->routes, px->conf.worker_index, px->conf.worker_count,
 					    &px->sweep_cursor, PX_SWEEP_BUDGET, now_us,
 					    (uint64_t)px->conf.route_idle_ms * 1000u,
-					    (uint64_t)px->conf.route_linger_ms * 1000u, 0, &dead);
+					    (uint64_t)px->conf.route_linger_ms * 1000u, dead_mask,
+					    &dead, route_swept, px);
 		PX_ADD(px, routes_ended_idle, n);
+		PX_ADD(px, routes_ended_dead, dead);
 	}
 }
 
@@ -1994,7 +2633,8 @@ qd_proxy_create(const struct qd_proxy_conf *conf, struct qd_tcp_stack *stack,
 {
 	if (conf->coords_count == 0 || conf->coords_count > QD_PROXY_COORDS_MAX ||
 	    conf->max_clients == 0 || conf->max_backends == 0 || conf->head_buffers < 2 ||
-	    conf->max_header_bytes < 256 || conf->worker_count == 0 || routes == NULL) {
+	    conf->max_header_bytes < 256 || conf->worker_count == 0 || routes == NULL ||
+	    conf->coord_table == NULL || conf->coord_table->count < conf->coords_count) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -2009,6 +2649,8 @@ qd_proxy_create(const struct qd_proxy_conf *conf, struct qd_tcp_stack *stack,
 	px->stack = stack;
 	px->pool = qd_tcp_stack_pool(stack);
 	px->routes = routes;
+	px->ct = conf->coord_table;
+	px->adm = conf->admission;
 	px->lcore_id = lcore_id;
 	px->head_size = conf->max_header_bytes + PX_HEAD_SLACK + 4 * conf->max_headers;
 	px->clients = rte_zmalloc_socket("qd_px_clients", sizeof(px->clients[0]) * conf->max_clients,
@@ -2020,6 +2662,12 @@ qd_proxy_create(const struct qd_proxy_conf *conf, struct qd_tcp_stack *stack,
 					 RTE_CACHE_LINE_SIZE, socket);
 	px->head_free = rte_malloc_socket("qd_px_head_free",
 					  sizeof(uint32_t) * conf->head_buffers, 0, socket);
+	if (conf->placement == QD_PLACEMENT_CLIENT_IP &&
+	    qd_maglev_init(&px->maglev, QD_MAGLEV_SIZE_DEFAULT) != 0) {
+		qd_proxy_destroy(px);
+		errno = ENOMEM;
+		return NULL;
+	}
 	if (px->clients == NULL || px->backends == NULL || px->head_mem == NULL ||
 	    px->head_free == NULL) {
 		qd_proxy_destroy(px);
@@ -2075,7 +2723,12 @@ qd_proxy_destroy(struct qd_proxy *px)
 		for (uint32_t i = 0; i < px->conf.max_clients; i++) {
 			qd_inq_clear(&px->clients[i].in);
 			qd_outq_clear(&px->clients[i].out);
+			qd_outq_clear(&px->clients[i].req_head);
+			qd_outq_clear(&px->clients[i].stmt);
+			/* slots of exchanges cut by the shutdown: nobody admits any more */
 		}
+	if (px->conf.placement == QD_PLACEMENT_CLIENT_IP)
+		qd_maglev_free(&px->maglev);
 	if (px->backends != NULL)
 		for (uint32_t i = 0; i < px->conf.max_backends; i++) {
 			qd_inq_clear(&px->backends[i].in);

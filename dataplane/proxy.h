@@ -24,6 +24,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "admission.h"
+#include "config.h"
+#include "coord_table.h"
 #include "route_table.h"
 #include "tcp.h"
 
@@ -71,7 +74,18 @@
 	X(routes_ended_canceled)                                                          \
 	X(routes_ended_gone)     /* coordinator answered 404/410 */                        \
 	X(routes_ended_lost)     /* coordinator unreachable */                             \
-	X(routes_ended_idle)
+	X(routes_ended_idle)                                                               \
+	X(routes_ended_dead)     /* its coordinator was declared down */                   \
+	X(adm_admitted)          /* submissions sent on at once */                         \
+	X(adm_queued)            /* submissions queued at the dispatcher */                \
+	X(adm_dispatched)        /* queued submissions sent on from a poll */              \
+	X(adm_queue_full)        /* QUERY_QUEUE_FULL answers */                            \
+	X(adm_rejected)          /* no selector matched: QUERY_REJECTED */                 \
+	X(adm_polls)             /* polls of queued queries */                             \
+	X(adm_canceled)          /* DELETE of a queued query */                            \
+	X(adm_ended_queued)      /* final answers for queued queries that ended there */   \
+	X(adm_released)          /* slots given back */                                    \
+	X(adm_statement_too_big) /* admission.max_statement_bytes: 413 */
 
 struct qd_proxy_counters {
 #define QD_X(name) uint64_t name;
@@ -116,6 +130,11 @@ struct qd_proxy_conf {
 	unsigned int worker_count;
 	unsigned int coords_count;
 	struct qd_proxy_coord coords[QD_PROXY_COORDS_MAX];
+	struct qd_coord_table *coord_table;   /* shared: health, drain, load (required) */
+	struct qd_admission *admission;       /* shared; NULL: no admission control */
+	enum qd_placement_policy placement;
+	uint32_t max_statement_bytes;         /* SQL of a submission held for admission */
+	uint32_t poll_wait_ms;                /* a queued query's poll is held this long */
 };
 
 struct qd_proxy;

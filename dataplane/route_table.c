@@ -146,8 +146,8 @@ make_key(char key[QD_ROUTE_KEY_LEN], const char *id, size_t id_len)
 }
 
 int
-qd_route_insert(struct qd_route_table *t, const char *id, size_t id_len, uint16_t coord,
-		uint16_t owner, uint64_t now_us)
+qd_route_insert_adm(struct qd_route_table *t, const char *id, size_t id_len, uint16_t coord,
+		uint16_t owner, uint64_t now_us, int16_t group, int64_t mem)
 {
 	char key[QD_ROUTE_KEY_LEN];
 	if (!make_key(key, id, id_len))
@@ -169,11 +169,20 @@ qd_route_insert(struct qd_route_table *t, const char *id, size_t id_len, uint16_
 	__atomic_store_n(&e->last_used_us, now_us, __ATOMIC_RELAXED);
 	e->coord = coord;
 	e->owner = owner;
+	e->group = group;
+	e->mem = mem;
 	e->ended_us = 0;
 	__atomic_store_n(&e->ended, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&e->live, 1, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&t->live_count, 1, __ATOMIC_RELAXED);
 	return 0;
+}
+
+int
+qd_route_insert(struct qd_route_table *t, const char *id, size_t id_len, uint16_t coord,
+		uint16_t owner, uint64_t now_us)
+{
+	return qd_route_insert_adm(t, id, id_len, coord, owner, now_us, -1, 0);
 }
 
 static struct qd_route_entry *
@@ -228,6 +237,26 @@ qd_route_end(struct qd_route_table *t, const char *id, size_t id_len, uint64_t n
 	return mark_ended(t, e, now_us) ? 0 : -EALREADY;
 }
 
+int
+qd_route_end_take(struct qd_route_table *t, const char *id, size_t id_len, uint64_t now_us,
+		  struct qd_route_entry *out)
+{
+	char key[QD_ROUTE_KEY_LEN];
+	if (!make_key(key, id, id_len))
+		return -ENOENT;
+	struct qd_route_entry *e = entry_of(t, rte_hash_lookup(t->hash, key), key);
+	if (e == NULL)
+		return -ENOENT;
+	if (!mark_ended(t, e, now_us))
+		return -EALREADY;
+	/* the winner reads an entry that cannot be reused before its next quiescent state */
+	out->coord = e->coord;
+	out->group = e->group;
+	out->mem = e->mem;
+	out->owner = e->owner;
+	return 0;
+}
+
 static int
 remove_key(struct qd_route_table *t, const char key[QD_ROUTE_KEY_LEN])
 {
@@ -257,7 +286,8 @@ qd_route_remove(struct qd_route_table *t, const char *id, size_t id_len)
 uint32_t
 qd_route_sweep(struct qd_route_table *t, unsigned int thread, unsigned int stripes,
 	       uint32_t *cursor, uint32_t budget, uint64_t now_us, uint64_t idle_us,
-	       uint64_t linger_us, uint64_t dead_mask, uint32_t *dead_removed)
+	       uint64_t linger_us, uint64_t dead_mask, uint32_t *dead_removed,
+	       qd_route_ended_fn fn, void *ctx)
 {
 	uint32_t removed = 0;
 	if (stripes == 0 || thread >= stripes)
@@ -284,14 +314,19 @@ qd_route_sweep(struct qd_route_table *t, unsigned int thread, unsigned int strip
 		bool dead = e->coord < 64 && (dead_mask >> e->coord) & 1;
 		if (!dead && (now_us < last || now_us - last <= idle_us))
 			continue;
-		/* Ended here (counted by whoever marks it), and nobody polls it: gone now. */
+		/* Ended here (counted by whoever marks it). Idle: nobody polls it, gone now.
+		 * Dead coordinator: its clients still poll and get a FAILED result; the
+		 * route lingers like any other ended one. */
 		if (mark_ended(t, e, now_us)) {
 			if (dead)
 				(*dead_removed)++;
 			else
 				removed++;
+			if (fn != NULL)
+				fn(ctx, e, dead);
 		}
-		remove_key(t, key);
+		if (!dead)
+			remove_key(t, key);
 	}
 	return removed;
 }

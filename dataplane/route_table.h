@@ -47,6 +47,9 @@ struct qd_route_entry {
 	uint64_t ended_us;          /* when the query ended (valid once <ended> is set) */
 	uint16_t coord;             /* index into the configured coordinators */
 	uint16_t owner;             /* worker index that created it */
+	int16_t group;              /* admission group holding a slot for it, -1 none */
+	uint16_t pad;
+	int64_t mem;                /* its PEAK_MEMORY estimate held in that group */
 	uint32_t live;              /* 1 between insert and the winning remove */
 	uint32_t ended;             /* 1 once the query ended: lingers, then removed */
 } __rte_cache_aligned;
@@ -85,6 +88,11 @@ qd_route_quiescent(struct qd_route_table *t, unsigned int thread)
 int qd_route_insert(struct qd_route_table *t, const char *id, size_t id_len, uint16_t coord,
 		    uint16_t owner, uint64_t now_us);
 
+/* The same, for a query that holds an admission slot in <group> (-1 none) with memory
+ * estimate <mem>: whoever ends the route gives them back (qd_route_end_take, the sweep). */
+int qd_route_insert_adm(struct qd_route_table *t, const char *id, size_t id_len, uint16_t coord,
+			uint16_t owner, uint64_t now_us, int16_t group, int64_t mem);
+
 /* The coordinator of <id> (and refresh its idle clock), or -ENOENT. */
 int qd_route_lookup(struct qd_route_table *t, const char *id, size_t id_len, uint64_t now_us);
 
@@ -92,6 +100,12 @@ int qd_route_lookup(struct qd_route_table *t, const char *id, size_t id_len, uin
  * -EALREADY when it had ended already, -ENOENT when there is no route. The route keeps
  * working until the sweep removes it after the linger time. */
 int qd_route_end(struct qd_route_table *t, const char *id, size_t id_len, uint64_t now_us);
+/* The same; the winner also gets the entry's coordinator, group and memory in *out. */
+int qd_route_end_take(struct qd_route_table *t, const char *id, size_t id_len, uint64_t now_us,
+		      struct qd_route_entry *out);
+
+/* Called by the sweep for each route it ends (idle, or its coordinator dead), once. */
+typedef void (*qd_route_ended_fn)(void *ctx, const struct qd_route_entry *e, bool dead);
 
 /* Remove the route of <id> at once: 0 for the one caller that removed it, -ENOENT for
  * everyone else. (Does not end the query for counting: tests and the sweep use it.) */
@@ -100,11 +114,13 @@ int qd_route_remove(struct qd_route_table *t, const char *id, size_t id_len);
 /* Sweep up to <budget> entries of stripe <thread> (of <stripes>) starting at *cursor:
  * routes whose query ended more than <linger_us> ago are removed; routes unused for more
  * than <idle_us> are ended and removed, counted in the return value. Routes of a
- * coordinator with a bit set in <dead_mask> (coord < 64) are ended and removed too,
- * counted in *dead_removed instead. */
+ * coordinator with a bit set in <dead_mask> (coord < 64) are ended, counted in
+ * *dead_removed instead, and linger like any ended route (the coordinator may come back
+ * and its clients still poll). <fn> (may be NULL) hears of every end. */
 uint32_t qd_route_sweep(struct qd_route_table *t, unsigned int thread, unsigned int stripes,
 			uint32_t *cursor, uint32_t budget, uint64_t now_us, uint64_t idle_us,
-			uint64_t linger_us, uint64_t dead_mask, uint32_t *dead_removed);
+			uint64_t linger_us, uint64_t dead_mask, uint32_t *dead_removed,
+			qd_route_ended_fn fn, void *ctx);
 
 /* Routes in the table now, lingering ones included (exact when no writer runs). */
 uint32_t qd_route_count(const struct qd_route_table *t);

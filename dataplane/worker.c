@@ -306,7 +306,15 @@ worker_start_tcp(struct qd_worker *w)
 	if (rc != 0 || !conf->proxy)
 		return rc;
 	w->proxy = qd_proxy_create(&conf->proxy_conf, w->tcp, conf->routes, conf->lcore_id);
-	return w->proxy == NULL ? -errno : 0;
+	if (w->proxy == NULL)
+		return -errno;
+	if (conf->health.interval_ms > 0 && conf->proxy_conf.coord_table != NULL) {
+		w->health = qd_health_create(&conf->health, w->tcp, conf->proxy_conf.coord_table,
+					     conf->lcore_id);
+		if (w->health == NULL)
+			return -errno;
+	}
+	return 0;
 }
 
 struct qd_worker *
@@ -355,6 +363,7 @@ qd_worker_destroy(struct qd_worker *w)
 		return;
 	qd_tcp_services_destroy(w->services);
 	qd_tcp_stack_destroy(w->tcp);
+	qd_health_destroy(w->health);
 	qd_proxy_destroy(w->proxy);
 	for (uint16_t i = 0; i < w->txq.count; i++)
 		rte_pktmbuf_free(w->txq.pkts[i]);
@@ -459,6 +468,8 @@ qd_worker_main(void *arg)
 		qd_tcp_timers(w->tcp, w->now_us);
 		if (w->proxy != NULL)
 			qd_proxy_poll(w->proxy, w->now_us);
+		if (w->health != NULL)
+			qd_health_poll(w->health, w->now_us);
 		qd_worker_flush(w);
 		qd_stat_add(&w->stats.loops, 1);
 		if (n + msgs > 0 || w->txq.count > 0) {

@@ -21,6 +21,7 @@
 #include "lcore_stats.h"
 #include "msg.h"
 #include "neigh.h"
+#include "health_check.h"
 #include "proxy.h"
 #include "route_table.h"
 #include "tcp.h"
@@ -48,6 +49,7 @@ struct qd_worker_conf {
 	bool proxy;                    /* serve the query proxy (needs coordinators) */
 	struct qd_proxy_conf proxy_conf;
 	struct qd_route_table *routes; /* shared; NULL without the proxy */
+	struct qd_health_conf health;  /* active checks (with the proxy; interval 0 = off) */
 };
 
 #define QD_STEER_RING_SIZE 4096 /* mbufs in flight to another worker */
@@ -70,6 +72,7 @@ struct qd_worker {
 	struct qd_tcp_stack *tcp;
 	struct qd_tcp_services *services;
 	struct qd_proxy *proxy;         /* NULL when the proxy is off */
+	struct qd_health *health;       /* NULL when checks are off */
 	struct rte_ring *const *steer;  /* every worker's steering ring, by worker index */
 	uint64_t tsc_per_us;
 	uint64_t now_us;                /* read once per loop iteration */

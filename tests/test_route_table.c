@@ -38,6 +38,15 @@ id_of(char *buf, size_t len, unsigned int owner, unsigned int i)
 }
 
 static void
+count_end(void *ctx, const struct qd_route_entry *e, bool dead)
+{
+	assert_true(dead);
+	assert_int_equal(e->group, 7);
+	assert_int_equal(e->mem, 1000);
+	(*(unsigned int *)ctx)++;
+}
+
+static void
 test_basic(void **state)
 {
 	(void)state;
@@ -106,7 +115,7 @@ test_sweep(void **state)
 	char id[48];
 	for (unsigned int i = 0; i < 100; i++) {
 		id_of(id, sizeof(id), 1, i);
-		assert_int_equal(qd_route_insert(t, id, strlen(id), 0, 0, 1000), 0);
+		assert_int_equal(qd_route_insert_adm(t, id, strlen(id), 0, 0, 1000, 7, 1000), 0);
 	}
 	/* Used later: half of them stay fresh. */
 	for (unsigned int i = 0; i < 100; i += 2) {
@@ -118,8 +127,8 @@ test_sweep(void **state)
 	/* Enough calls for both stripes to cover every position once. */
 	uint32_t calls = t->positions / (2 * 64) + 1;
 	for (uint32_t k = 0; k < calls; k++) {
-		removed += qd_route_sweep(t, 0, 2, &c0, 64, 5500000, 1000000, 0, 0, &dead);
-		removed += qd_route_sweep(t, 1, 2, &c1, 64, 5500000, 1000000, 0, 0, &dead);
+		removed += qd_route_sweep(t, 0, 2, &c0, 64, 5500000, 1000000, 0, 0, &dead, NULL, NULL);
+		removed += qd_route_sweep(t, 1, 2, &c1, 64, 5500000, 1000000, 0, 0, &dead, NULL, NULL);
 	}
 	assert_int_equal(removed, 50);
 	assert_int_equal(dead, 0);
@@ -128,14 +137,27 @@ test_sweep(void **state)
 		id_of(id, sizeof(id), 1, i);
 		assert_int_equal(qd_route_lookup(t, id, strlen(id), 5500000) >= 0, i % 2 == 0);
 	}
-	/* A dead coordinator's routes go at once, counted apart. */
+	/* A dead coordinator's routes end at once, counted apart, each reported once to the
+	 * callback (which gives admission slots back); they linger for their clients' polls. */
 	removed = 0;
+	unsigned int reported = 0;
 	for (uint32_t k = 0; k < calls; k++) {
-		removed += qd_route_sweep(t, 0, 2, &c0, 64, 5500001, 1000000, 0, 1, &dead);
-		removed += qd_route_sweep(t, 1, 2, &c1, 64, 5500001, 1000000, 0, 1, &dead);
+		removed += qd_route_sweep(t, 0, 2, &c0, 64, 5500001, 1000000, 0, 1, &dead,
+					  count_end, &reported);
+		removed += qd_route_sweep(t, 1, 2, &c1, 64, 5500001, 1000000, 0, 1, &dead,
+					  count_end, &reported);
 	}
 	assert_int_equal(removed, 0);
 	assert_int_equal(dead, 50);
+	assert_int_equal(reported, 50);
+	assert_int_equal(qd_route_count(t), 50);
+	assert_int_equal(qd_route_ended_count(t), 50);
+	/* after the linger time they go */
+	for (uint32_t k = 0; k < calls; k++) {
+		qd_route_sweep(t, 0, 2, &c0, 64, 5500003, 1000000, 1, 1, &dead, count_end, &reported);
+		qd_route_sweep(t, 1, 2, &c1, 64, 5500003, 1000000, 1, 1, &dead, count_end, &reported);
+	}
+	assert_int_equal(reported, 50);
 	assert_int_equal(qd_route_count(t), 0);
 	qd_route_thread_unregister(t, 0);
 	qd_route_table_destroy(t);
@@ -159,10 +181,10 @@ test_end_linger(void **state)
 	uint32_t cursor = 0, dead = 0, calls = t->positions / 64 + 1;
 	uint32_t idle = 0;
 	for (uint32_t k = 0; k < calls; k++) /* linger 1 s not over at 0.5 s */
-		idle += qd_route_sweep(t, 0, 1, &cursor, 64, 500010, 1000000000, 1000000, 0, &dead);
+		idle += qd_route_sweep(t, 0, 1, &cursor, 64, 500010, 1000000000, 1000000, 0, &dead, NULL, NULL);
 	assert_int_equal(qd_route_count(t), 1);
 	for (uint32_t k = 0; k < calls; k++) /* over: removed, not counted as idle */
-		idle += qd_route_sweep(t, 0, 1, &cursor, 64, 1000011, 1000000000, 1000000, 0, &dead);
+		idle += qd_route_sweep(t, 0, 1, &cursor, 64, 1000011, 1000000000, 1000000, 0, &dead, NULL, NULL);
 	assert_int_equal(idle, 0);
 	assert_int_equal(qd_route_count(t), 0);
 	assert_int_equal(qd_route_ended_count(t), 0);
