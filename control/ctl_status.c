@@ -1,5 +1,6 @@
 /*
- * Control commands that report the daemon's state: status, stats, neigh.
+ * Control commands that report the daemon's state: status, stats, neigh; and the
+ * table of every command qdispatchd serves (qd_daemon_commands).
  *
  * They run on the main lcore and only read: worker counters through relaxed
  * loads (each worker is the single writer of its block), the port's counters
@@ -12,6 +13,7 @@
 
 #include <rte_ethdev.h>
 
+#include "ctl_coords.h"
 #include "ctl_tcp.h"
 #include "daemon.h"
 #include "qd_build.h"
@@ -285,6 +287,9 @@ cmd_status(void *ctx, const json_t *args, json_t **data, char *err, size_t err_l
 	}
 	json_object_update(*data, head);
 	json_decref(head);
+	/* "coordinators" above stays the configured addresses (a contract of its own); the
+	 * live table is beside it. */
+	json_object_set_new(*data, "coordinator_table", qd_ctl_coords_json(d));
 	return 0;
 }
 
@@ -318,6 +323,12 @@ const struct qd_ctl_command qd_daemon_commands[] = {
 	{"tcp_probe", qd_ctl_tcp_probe,
 	 "start an echo-client probe: args target \"a.b.c.d:port\", connections, bytes"},
 	{"tcp_probe_status", qd_ctl_tcp_probe_status, "how the last tcp_probe went"},
+	{"coordinators", qd_ctl_coordinators,
+	 "the coordinator table: health, drain flag, load and check counters of each"},
+	{"drain", qd_ctl_drain,
+	 "stop sending new queries to a coordinator: args coordinator \"a.b.c.d:port\""},
+	{"undrain", qd_ctl_undrain,
+	 "send new queries to a drained coordinator again: args coordinator \"a.b.c.d:port\""},
 };
 
 const unsigned int qd_daemon_commands_count =

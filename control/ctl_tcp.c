@@ -20,8 +20,8 @@
 
 #define PROBE_BYTES_MAX (1ull << 34) /* 16 GiB per connection */
 
-static int
-parse_target(const char *s, uint32_t *ip_be, uint16_t *port)
+int
+qd_ctl_parse_target(const char *s, uint32_t *ip_be, uint16_t *port)
 {
 	char buf[32];
 	const char *colon = strrchr(s, ':');
@@ -48,7 +48,7 @@ qd_ctl_tcp_probe(void *ctx, const json_t *args, json_t **data, char *err, size_t
 	json_t *jb = json_object_get(args, "bytes");
 	uint32_t ip_be;
 	uint16_t port;
-	if (target == NULL || parse_target(target, &ip_be, &port) != 0) {
+	if (target == NULL || qd_ctl_parse_target(target, &ip_be, &port) != 0) {
 		snprintf(err, err_len, "tcp_probe: \"target\" must be \"a.b.c.d:port\"");
 		return -EINVAL;
 	}

@@ -33,7 +33,7 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: qdctl [-s SOCKET] [--json] [-t MS] [COMMAND]\n"
+		"Usage: qdctl [-s SOCKET] [--json] [-t MS] [COMMAND [ARGS]]\n"
 		"\n"
 		"Query a running qdispatchd through its control socket.\n"
 		"\n"
@@ -46,6 +46,21 @@ usage(FILE *out)
 		"             own stack to the echo server TARGET (a.b.c.d:port), send BYTES\n"
 		"             (default 65536) on each, check every echoed byte, and wait for\n"
 		"             the result (exit 0 only when every connection passed)\n"
+		"  coordinators\n"
+		"             the coordinator table: address, weight, health (unknown until the\n"
+		"             first check, then up or down), whether it is drained, whether new\n"
+		"             queries may go there now (USABLE: not down, not drained, and no\n"
+		"             recent failed connection from the proxy), the running and queued\n"
+		"             queries its last /v1/cluster reported, the queries this dispatcher\n"
+		"             has in flight there, health checks passed/failed and the reason\n"
+		"             of the last failed one\n"
+		"  drain ADDR:PORT\n"
+		"             send no new query to coordinator ADDR:PORT (as written in the\n"
+		"             configuration, e.g. 10.213.0.201:8080); queries already running\n"
+		"             there go on to their end. For maintenance: drain, wait until\n"
+		"             INFLIGHT is 0, then stop the coordinator. Not kept across restarts\n"
+		"  undrain ADDR:PORT\n"
+		"             send new queries to ADDR:PORT again (once its health is up)\n"
 		"  help       the commands this daemon serves\n"
 		"\n"
 		"Options:\n"
@@ -57,8 +72,14 @@ usage(FILE *out)
 		"  -V, --version       print the version and exit\n"
 		"  -h, --help          print this help and exit\n"
 		"\n"
-		"Exit status: 0 ok, 1 the daemon refused the request, 2 bad usage,\n"
-		"3 the daemon could not be reached or sent a malformed reply.\n");
+		"Exit status: 0 ok, 1 the daemon refused the request (e.g. drain of an address\n"
+		"that is not a configured coordinator), 2 bad usage, 3 the daemon could not be\n"
+		"reached or sent a malformed reply.\n"
+		"\n"
+		"Examples:\n"
+		"  qdctl coordinators\n"
+		"  qdctl --json coordinators | jq '.coordinators[] | select(.health != \"up\")'\n"
+		"  qdctl drain 10.213.0.201:8080 && qdctl coordinators\n");
 }
 
 static int
@@ -268,8 +289,15 @@ print_status(const json_t *d)
 	json_array_foreach(json_object_get(d, "vips"), i, v)
 		printf(" %s", json_string_value(v));
 	printf("  (port %lld)\ncoordinators", num(d, "listen_port"));
-	json_array_foreach(json_object_get(d, "coordinators"), i, v)
-		printf(" %s", json_string_value(v));
+	const json_t *table = json_object_get(d, "coordinator_table");
+	if (json_array_size(table) > 0) {
+		json_array_foreach(table, i, v)
+			printf(" %s (%s%s)", str(v, "coordinator"), str(v, "health"),
+			       json_is_true(json_object_get(v, "drained")) ? ", drained" : "");
+	} else {
+		json_array_foreach(json_object_get(d, "coordinators"), i, v)
+			printf(" %s", json_string_value(v));
+	}
 	printf("\nneighbours %lld\n\n", num(d, "neigh_entries"));
 	print_stats(d);
 }
@@ -290,12 +318,46 @@ print_neigh(const json_t *d)
 }
 
 static void
+print_coordinators(const json_t *d)
+{
+	printf("%-21s %6s %-7s %-7s %-6s %7s %7s %8s %-16s %s\n", "ADDRESS", "WEIGHT", "HEALTH",
+	       "DRAINED", "USABLE", "RUNNING", "QUEUED", "INFLIGHT", "CHECKS(ok/failed)",
+	       "LAST-ERROR");
+	size_t i;
+	const json_t *c;
+	const json_t *arr = json_object_get(d, "coordinators");
+	json_array_foreach(arr, i, c) {
+		char checks[48];
+		snprintf(checks, sizeof(checks), "%lld/%lld", num(c, "checks_ok"),
+			 num(c, "checks_failed"));
+		const char *last = str(c, "last_error");
+		printf("%-21s %6lld %-7s %-7s %-6s %7lld %7lld %8lld %-16s %s\n",
+		       str(c, "coordinator"), num(c, "weight"), str(c, "health"),
+		       json_is_true(json_object_get(c, "drained")) ? "yes" : "no",
+		       json_is_true(json_object_get(c, "usable")) ? "yes" : "no",
+		       num(c, "cluster_running"), num(c, "cluster_queued"), num(c, "inflight"),
+		       checks, last[0] != '\0' ? last : "-");
+	}
+	if (json_array_size(arr) == 0) {
+		printf("(no coordinators configured)\n");
+		return;
+	}
+	const json_t *h = json_object_get(d, "health");
+	if (num(h, "interval_ms") == 0)
+		printf("health checks off (health.interval_ms = 0): passive detection only\n");
+	else
+		printf("health checks every %lld ms, timeout %lld ms; down after %lld failed, up "
+		       "after %lld passed\n",
+		       num(h, "interval_ms"), num(h, "timeout_ms"), num(h, "fall"), num(h, "rise"));
+}
+
+static void
 print_help(const json_t *d)
 {
 	size_t i;
 	const json_t *c;
 	json_array_foreach(json_object_get(d, "commands"), i, c)
-		printf("  %-10s %s\n", str(c, "name"), str(c, "help"));
+		printf("  %-17s %s\n", str(c, "name"), str(c, "help"));
 }
 
 /* One request/reply exchange; returns the reply object (caller decrefs) or NULL after
@@ -353,6 +415,48 @@ parse_count(const char *what, const char *s, long long max, long long *out)
 	}
 	*out = v;
 	return 0;
+}
+
+/* drain / undrain ADDR:PORT */
+static int
+drain(const char *path, const char *cmd, int argc, char **argv, bool json_out, int timeout_ms)
+{
+	if (argc != 1) {
+		fprintf(stderr, "qdctl: usage: %s ADDR:PORT (a coordinator as configured, e.g. "
+			"10.213.0.201:8080)\n", cmd);
+		return EXIT_USAGE;
+	}
+	const char *colon = strrchr(argv[0], ':');
+	if (colon == NULL || colon == argv[0] || colon[1] == '\0') {
+		fprintf(stderr, "qdctl: %s: '%s' is not ADDR:PORT (e.g. 10.213.0.201:8080)\n", cmd,
+			argv[0]);
+		return EXIT_USAGE;
+	}
+	json_t *args = json_pack("{s:s}", "coordinator", argv[0]);
+	int status = EXIT_OK;
+	json_t *reply = request(path, cmd, args, timeout_ms, &status);
+	json_decref(args);
+	if (reply == NULL)
+		return status;
+	const json_t *d = json_object_get(reply, "data");
+	if (json_out) {
+		json_dumpf(d, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		printf("\n");
+	} else if (strcmp(cmd, "drain") == 0) {
+		printf("coordinator %s %s: no new queries go there; %lld in flight there go on "
+		       "(health %s)\n",
+		       str(d, "coordinator"),
+		       json_is_true(json_object_get(d, "changed")) ? "drained" : "was drained already",
+		       num(d, "inflight"), str(d, "health"));
+	} else {
+		printf("coordinator %s %s: new queries go there %s (health %s)\n",
+		       str(d, "coordinator"),
+		       json_is_true(json_object_get(d, "changed")) ? "undrained" : "was not drained",
+		       json_is_true(json_object_get(d, "usable")) ? "again" : "once it is usable",
+		       str(d, "health"));
+	}
+	json_decref(reply);
+	return EXIT_OK;
 }
 
 /* tcp-probe: start, then poll the status until done or the deadline. */
@@ -470,11 +574,13 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "tcp-probe") == 0)
 		return tcp_probe(path, argc - optind - 1, argv + optind + 1, json_out,
 				 timeout_set ? timeout_ms : 120000);
+	if (strcmp(cmd, "drain") == 0 || strcmp(cmd, "undrain") == 0)
+		return drain(path, cmd, argc - optind - 1, argv + optind + 1, json_out, timeout_ms);
 	if (optind + 1 < argc) {
 		fprintf(stderr, "qdctl: unexpected argument '%s'\n", argv[optind + 1]);
 		return EXIT_USAGE;
 	}
-	static const char *const known[] = {"status", "stats", "neigh", "help"};
+	static const char *const known[] = {"status", "stats", "neigh", "coordinators", "help"};
 	bool ok = false;
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 		ok = ok || strcmp(cmd, known[i]) == 0;
@@ -498,6 +604,8 @@ main(int argc, char **argv)
 		print_stats(data);
 	} else if (strcmp(cmd, "neigh") == 0) {
 		print_neigh(data);
+	} else if (strcmp(cmd, "coordinators") == 0) {
+		print_coordinators(data);
 	} else {
 		print_help(data);
 	}

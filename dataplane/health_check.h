@@ -42,11 +42,18 @@ struct qd_health_counters {
 
 struct qd_health;
 
-/* NULL with errno on failure. The stack and table outlive the checker. */
+/* NULL with errno on failure (EINVAL, ENOMEM). The stack and table outlive the checker.
+ * interval_ms 0 or no coordinator (coords NULL) make a checker that does nothing. The
+ * checker's connections go with the stack: destroy it after qd_tcp_stack_destroy(), or
+ * once that stack gets no more input or timers (it frees only its queues and memory). */
 struct qd_health *qd_health_create(const struct qd_health_conf *conf, struct qd_tcp_stack *stack,
 				   struct qd_coord_table *coords, unsigned int lcore_id);
 void qd_health_destroy(struct qd_health *h);
-/* Once per worker loop iteration: starts due checks, times out late ones. */
+/* Optional, at the top of each worker loop iteration (like qd_proxy_set_now): the clock
+ * the stack's callbacks into the checker use until the next poll. */
+void qd_health_set_now(struct qd_health *h, uint64_t now_us);
+/* Once per worker loop iteration: starts due checks, times out late ones. <now_us> is
+ * the worker's clock, the one qd_coord_usable() and the proxy use. */
 void qd_health_poll(struct qd_health *h, uint64_t now_us);
 /* Relaxed snapshot for the control plane. */
 void qd_health_read(const struct qd_health *h, struct qd_health_counters *out);
