@@ -213,6 +213,7 @@ struct px_client {
 	uint32_t park_entry;         /* the queued query this parked poll waits for */
 	struct qd_outq req_head;     /* rebuilt head of the collected submission */
 	struct qd_outq stmt;         /* its body */
+	char alias[QD_ADM_ID_MAX];   /* placeholder id of the queued query being dispatched */
 };
 
 struct px_coord_state {
@@ -247,6 +248,7 @@ struct qd_proxy {
 	bool maglev_built;
 	uint32_t rejected_seq;           /* ids of rejected submissions */
 	uint32_t adm_cursor;             /* qd_admission_expire() position (worker 0) */
+	char *rewrite;                   /* a request target with an alias replaced (head_size) */
 	uint64_t next_adm_expire_us;
 	/* states */
 	struct px_client *clients;
@@ -1295,6 +1297,13 @@ resp_on_body(http_parser *p, const char *at, size_t n)
 				__atomic_fetch_add(&px->ct->c[be->coord].inflight, 1,
 						   __ATOMIC_RELAXED);
 				coord_note_dispatch(px, be->coord);
+				/* the placeholder the client saw first names the query too */
+				if (cl->alias[0] != '\0' &&
+				    qd_route_insert_alias(px->routes, cl->alias, strlen(cl->alias),
+							  be->scan.id, be->scan.id_len,
+							  px->now_us) != 0)
+					PX_COUNT(px, routes_full);
+				cl->alias[0] = '\0';
 			}
 			else if (rc == -EEXIST)
 				PX_COUNT(px, routes_exists);
@@ -1987,6 +1996,7 @@ client_dispatch_entry(struct px_client *cl, uint32_t e)
 	cl->adm_held = true;
 	cl->adm_group = (int16_t)en->group;
 	cl->adm_mem = en->mem;
+	snprintf(cl->alias, sizeof(cl->alias), "%s", en->id);
 	qd_admission_dispatched(px->adm, e);
 	struct qd_outq req = {.head = m, .tail = m, .bytes = len};
 	for (unsigned int k = 0; req.tail->next != NULL && k < UINT16_MAX; k++)
@@ -2101,6 +2111,7 @@ client_route(struct px_client *cl)
 	cl->id_len = 0;
 	cl->collect = cl->stmt_too_big = false;
 	cl->park_entry = PX_NONE;
+	cl->alias[0] = '\0';
 	cl->kind = QD_TRINO_OTHER;
 	cl->be = NULL;
 	cl->state = CS_BODY;
@@ -2163,11 +2174,31 @@ client_route(struct px_client *cl)
 	default: /* the protocol paths that carry a query id */
 		PX_COUNT(px, requests_followup);
 		if (px->adm != NULL && t.id_len > 4 && memcmp(cl->id, "qdq_", 4) == 0) {
-			client_queued_poll(cl);
-			return;
-		}
-		if (t.id_len > 0)
+			if (qd_admission_find(px->adm, cl->id, cl->id_len) != QD_ADM_NONE) {
+				client_queued_poll(cl);
+				return;
+			}
+			/* Dispatched already: the placeholder is an alias of the query. The
+			 * request goes to its coordinator under the coordinator's id. */
+			char real[QD_ROUTE_KEY_LEN];
+			size_t rlen = 0;
+			coord = qd_route_resolve(px->routes, cl->id, cl->id_len, px->now_us, real,
+						 &rlen);
+			size_t pre = (size_t)(t.id - origin), post = olen - pre - t.id_len;
+			if (coord >= 0 && rlen > 0 && pre + rlen + post <= px->head_size) {
+				memcpy(px->rewrite, origin, pre);
+				memcpy(px->rewrite + pre, real, rlen);
+				memcpy(px->rewrite + pre + rlen, t.id + t.id_len, post);
+				origin = px->rewrite;
+				olen = pre + rlen + post;
+				memcpy(cl->id, real, rlen + 1);
+				cl->id_len = (uint8_t)rlen;
+			} else if (coord >= 0) {
+				coord = -1;
+			}
+		} else if (t.id_len > 0) {
 			coord = qd_route_lookup(px->routes, cl->id, cl->id_len, px->now_us);
+		}
 		if (coord < 0) {
 			PX_COUNT(px, route_misses);
 			char msg[160];
@@ -2662,6 +2693,12 @@ qd_proxy_create(const struct qd_proxy_conf *conf, struct qd_tcp_stack *stack,
 					 RTE_CACHE_LINE_SIZE, socket);
 	px->head_free = rte_malloc_socket("qd_px_head_free",
 					  sizeof(uint32_t) * conf->head_buffers, 0, socket);
+	px->rewrite = rte_malloc_socket("qd_px_rewrite", px->head_size, 0, socket);
+	if (px->rewrite == NULL) {
+		qd_proxy_destroy(px);
+		errno = ENOMEM;
+		return NULL;
+	}
 	if (conf->placement == QD_PLACEMENT_CLIENT_IP &&
 	    qd_maglev_init(&px->maglev, QD_MAGLEV_SIZE_DEFAULT) != 0) {
 		qd_proxy_destroy(px);
@@ -2734,6 +2771,7 @@ qd_proxy_destroy(struct qd_proxy *px)
 			qd_inq_clear(&px->backends[i].in);
 			qd_outq_clear(&px->backends[i].out);
 		}
+	rte_free(px->rewrite);
 	rte_free(px->head_free);
 	rte_free(px->head_mem);
 	rte_free(px->backends);

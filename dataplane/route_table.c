@@ -171,6 +171,8 @@ qd_route_insert_adm(struct qd_route_table *t, const char *id, size_t id_len, uin
 	e->owner = owner;
 	e->group = group;
 	e->mem = mem;
+	e->is_alias = 0;
+	e->alias_pos = QD_ROUTE_NO_ALIAS;
 	e->ended_us = 0;
 	__atomic_store_n(&e->ended, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&e->live, 1, __ATOMIC_RELEASE);
@@ -214,7 +216,7 @@ qd_route_lookup(struct qd_route_table *t, const char *id, size_t id_len, uint64_
 
 /* Mark <e> ended; true for the one caller that did. */
 static bool
-mark_ended(struct qd_route_table *t, struct qd_route_entry *e, uint64_t now_us)
+mark_one(struct qd_route_table *t, struct qd_route_entry *e, uint64_t now_us)
 {
 	uint32_t zero = 0;
 	if (!__atomic_compare_exchange_n(&e->ended, &zero, 1, false, __ATOMIC_ACQ_REL,
@@ -223,6 +225,86 @@ mark_ended(struct qd_route_table *t, struct qd_route_entry *e, uint64_t now_us)
 	__atomic_store_n(&e->ended_us, now_us, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&t->ended_count, 1, __ATOMIC_RELAXED);
 	return true;
+}
+
+/* The alias of query <e> (at <pos>), if it still names it. */
+static struct qd_route_entry *
+alias_of(struct qd_route_table *t, const struct qd_route_entry *e, uint32_t pos)
+{
+	uint32_t ap = __atomic_load_n(&e->alias_pos, __ATOMIC_ACQUIRE);
+	if (e->is_alias || ap == QD_ROUTE_NO_ALIAS || ap >= t->positions)
+		return NULL;
+	struct qd_route_entry *a = &t->entries[ap];
+	if (__atomic_load_n(&a->live, __ATOMIC_ACQUIRE) == 0 || !a->is_alias || a->alias_pos != pos)
+		return NULL;
+	return a;
+}
+
+/* Mark query <e> ended (its alias with it); true for the one caller that did. */
+static bool
+mark_ended(struct qd_route_table *t, struct qd_route_entry *e, uint64_t now_us)
+{
+	if (!mark_one(t, e, now_us))
+		return false;
+	struct qd_route_entry *a = alias_of(t, e, (uint32_t)(e - t->entries));
+	if (a != NULL)
+		mark_one(t, a, now_us);
+	return true;
+}
+
+int
+qd_route_insert_alias(struct qd_route_table *t, const char *alias_id, size_t alias_len,
+		      const char *real_id, size_t real_len, uint64_t now_us)
+{
+	char key[QD_ROUTE_KEY_LEN], rkey[QD_ROUTE_KEY_LEN];
+	if (!make_key(key, alias_id, alias_len) || !make_key(rkey, real_id, real_len))
+		return -EINVAL;
+	int32_t rpos = rte_hash_lookup(t->hash, rkey);
+	struct qd_route_entry *r = entry_of(t, rpos, rkey);
+	if (r == NULL || r->is_alias || __atomic_load_n(&r->ended, __ATOMIC_ACQUIRE) != 0)
+		return -ENOENT;
+	int rc = qd_route_insert_adm(t, alias_id, alias_len, r->coord, r->owner, now_us, -1, 0);
+	if (rc != 0)
+		return rc;
+	int32_t apos = rte_hash_lookup(t->hash, key);
+	if (apos < 0 || (uint32_t)apos >= t->positions)
+		return -ENOENT;
+	struct qd_route_entry *a = &t->entries[apos];
+	a->is_alias = 1;
+	__atomic_store_n(&a->alias_pos, (uint32_t)rpos, __ATOMIC_RELEASE);
+	__atomic_store_n(&r->alias_pos, (uint32_t)apos, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int
+qd_route_resolve(struct qd_route_table *t, const char *id, size_t id_len, uint64_t now_us,
+		 char *real, size_t *real_len)
+{
+	char key[QD_ROUTE_KEY_LEN];
+	*real_len = 0;
+	if (!make_key(key, id, id_len))
+		return -ENOENT;
+	int32_t pos = rte_hash_lookup(t->hash, key);
+	struct qd_route_entry *e = entry_of(t, pos, key);
+	if (e == NULL)
+		return -ENOENT;
+	if (e->is_alias) {
+		uint32_t rp = __atomic_load_n(&e->alias_pos, __ATOMIC_ACQUIRE);
+		if (rp >= t->positions)
+			return -ENOENT;
+		struct qd_route_entry *r = &t->entries[rp];
+		if (__atomic_load_n(&r->live, __ATOMIC_ACQUIRE) == 0 || r->is_alias ||
+		    __atomic_load_n(&r->alias_pos, __ATOMIC_ACQUIRE) != (uint32_t)pos)
+			return -ENOENT;
+		memcpy(real, r->id, QD_ROUTE_KEY_LEN);
+		real[QD_ROUTE_KEY_LEN - 1] = '\0';
+		*real_len = strlen(real);
+		e = r;
+	}
+	uint64_t last = __atomic_load_n(&e->last_used_us, __ATOMIC_RELAXED);
+	if (now_us > last + ROUTE_TOUCH_US)
+		__atomic_store_n(&e->last_used_us, now_us, __ATOMIC_RELAXED);
+	return e->coord;
 }
 
 int
@@ -308,6 +390,21 @@ qd_route_sweep(struct qd_route_table *t, unsigned int thread, unsigned int strip
 			uint64_t at = __atomic_load_n(&e->ended_us, __ATOMIC_RELAXED);
 			if (now_us >= at && now_us - at > linger_us)
 				remove_key(t, key);
+			continue;
+		}
+		if (e->is_alias) {
+			/* An alias ends with its query; alone (its query was removed) it goes
+			 * once unused, uncounted. */
+			uint32_t rp = __atomic_load_n(&e->alias_pos, __ATOMIC_ACQUIRE);
+			if (rp < t->positions &&
+			    __atomic_load_n(&t->entries[rp].live, __ATOMIC_ACQUIRE) != 0 &&
+			    __atomic_load_n(&t->entries[rp].alias_pos, __ATOMIC_ACQUIRE) == idx)
+				continue; /* its query is there: it ends with it */
+			uint64_t used = __atomic_load_n(&e->last_used_us, __ATOMIC_RELAXED);
+			if (now_us >= used && now_us - used > idle_us) {
+				mark_one(t, e, now_us);
+				remove_key(t, key);
+			}
 			continue;
 		}
 		uint64_t last = __atomic_load_n(&e->last_used_us, __ATOMIC_RELAXED);

@@ -48,7 +48,9 @@ struct qd_route_entry {
 	uint16_t coord;             /* index into the configured coordinators */
 	uint16_t owner;             /* worker index that created it */
 	int16_t group;              /* admission group holding a slot for it, -1 none */
-	uint16_t pad;
+	uint8_t is_alias;           /* another name of the query at <alias_pos> */
+	uint8_t pad;
+	uint32_t alias_pos;         /* alias: its query's position; query: its alias's, or NONE */
 	int64_t mem;                /* its PEAK_MEMORY estimate held in that group */
 	uint32_t live;              /* 1 between insert and the winning remove */
 	uint32_t ended;             /* 1 once the query ended: lingers, then removed */
@@ -92,6 +94,21 @@ int qd_route_insert(struct qd_route_table *t, const char *id, size_t id_len, uin
  * estimate <mem>: whoever ends the route gives them back (qd_route_end_take, the sweep). */
 int qd_route_insert_adm(struct qd_route_table *t, const char *id, size_t id_len, uint16_t coord,
 			uint16_t owner, uint64_t now_us, int16_t group, int64_t mem);
+
+#define QD_ROUTE_NO_ALIAS UINT32_MAX
+
+/* A second name for the routed query <real_id>: a query queued at the dispatcher keeps
+ * the placeholder id its client saw first (trino-client cancels by that id), so requests
+ * naming it reach the query under its coordinator's id. The alias holds no slot, is not
+ * counted as a query, ends when its query ends and lingers as long. 0, -ENOENT (no live
+ * route for real_id), -EEXIST, -ENOSPC, -EINVAL. */
+int qd_route_insert_alias(struct qd_route_table *t, const char *alias_id, size_t alias_len,
+			  const char *real_id, size_t real_len, uint64_t now_us);
+
+/* Like qd_route_lookup; for an alias, also the query's own id in <real> (NUL terminated,
+ * QD_ROUTE_KEY_LEN bytes) and its length in *real_len (0 when <id> is not an alias). */
+int qd_route_resolve(struct qd_route_table *t, const char *id, size_t id_len, uint64_t now_us,
+		     char *real, size_t *real_len);
 
 /* The coordinator of <id> (and refresh its idle clock), or -ENOENT. */
 int qd_route_lookup(struct qd_route_table *t, const char *id, size_t id_len, uint64_t now_us);

@@ -218,6 +218,20 @@ class QueryRun {
 		}
 	}
 
+	// Every page names the query. A query queued at qdispatchd first gets a placeholder
+	// id ("qdq_..."); once dispatched, the coordinator's id takes over, exactly once
+	// (the placeholder keeps working: it is an alias). Any other change is a mismatch.
+	checkId(id) {
+		if (id === this.id || id === this.realId)
+			return;
+		if (this.realId === undefined && typeof this.id === 'string' && this.id.startsWith('qdq_') &&
+		    typeof id === 'string' && !id.startsWith('qdq_')) {
+			this.realId = id;
+			return;
+		}
+		this.setMismatch(`a page of query ${id} inside query ${this.id}`);
+	}
+
 	setMismatch(msg) {
 		if (this.mismatch === null)
 			this.mismatch = msg;
@@ -265,7 +279,7 @@ function checkQueryInfo(q, info, canceled) {
 		q.setMismatch(`GET /v1/query/${q.id} returned ${JSON.stringify(info)?.slice(0, 100)}`);
 		return;
 	}
-	if (info.queryId !== q.id)
+	if (info.queryId !== q.id && info.queryId !== q.realId)
 		q.setMismatch(`GET /v1/query/${q.id} names query ${info.queryId}`);
 	if (info.query !== undefined && info.query !== q.sql)
 		q.setMismatch(`the server saw the query text ${JSON.stringify(info.query).slice(0, 120)}`);
@@ -312,8 +326,7 @@ async function trinoQuery(o, trino, q) {
 				throw new Error('more than 100000 pages');
 			const r = await iter.next();
 			last = r.value;
-			if (last.id !== q.id)
-				q.setMismatch(`a page of query ${last.id} inside query ${q.id}`);
+			q.checkId(last.id);
 			q.state = last.stats?.state ?? q.state;
 			if (r.done)
 				break;
@@ -395,8 +408,8 @@ async function prestoQuery(o, client, q) {
 		state: (error, id, stats) => {
 			if (q.id === null)
 				q.id = id;
-			else if (id !== q.id)
-				q.setMismatch(`a page of query ${id} inside query ${q.id}`);
+			else
+				q.checkId(id);
 			q.state = stats?.state ?? q.state;
 			lastStats = stats;
 		},
