@@ -12,6 +12,8 @@
 #
 # Environment (all optional): QD_BUILD, QD_SOURCE as for every lab test;
 #   DOWN_MAX_MS  the bound of kill -> down (default 2000)
+#   QD_LAB_WORKERS  worker lcores of the dispatcher (default: the lab's); with
+#                several, each checks its share of the coordinators
 # shellcheck disable=SC2016 # '$QD_*' expand in the lab
 set -euo pipefail
 
@@ -30,8 +32,10 @@ require_tools jq curl
 lab_cleanup_traps
 TMP=$(mktemp -d)
 
-step "lab up --coordinators $COORDS"
-"$LAB" up --coordinators "$COORDS"
+lab_args=(--coordinators "$COORDS")
+[[ -z ${QD_LAB_WORKERS:-} ]] || lab_args+=(--workers "$QD_LAB_WORKERS")
+step "lab up ${lab_args[*]}"
+"$LAB" up "${lab_args[@]}"
 IFS=, read -r -a COORD_URLS <<<"$(lab_exec sh -c 'echo "$QD_COORDINATORS"')"
 [[ ${#COORD_URLS[@]} -eq $COORDS ]] || fail "QD_COORDINATORS has ${#COORD_URLS[@]} URLs, expected $COORDS"
 ADDRS=("${COORD_URLS[@]#http://}")
