@@ -13,6 +13,7 @@
 
 #include <rte_ethdev.h>
 
+#include "ctl_groups.h"
 #include "ctl_coords.h"
 #include "ctl_tcp.h"
 #include "daemon.h"
@@ -210,6 +211,7 @@ add_lcores(json_t *o, const struct qd_daemon *d)
 	json_object_set_new(totals, "proxy", proxy_json(&px_total, &pg_total));
 	json_object_set_new(o, "totals", totals);
 	json_object_set_new(o, "routes", routes_json(d, &px_total));
+	json_object_set_new(o, "admission", qd_ctl_groups_json(d));
 	json_object_set_new(o, "main",
 			    json_pack("{s:I, s:I, s:I, s:I, s:I}", "events_handled",
 				      (json_int_t)d->stats.events_handled, "neigh_learned",
@@ -329,6 +331,10 @@ const struct qd_ctl_command qd_daemon_commands[] = {
 	 "stop sending new queries to a coordinator: args coordinator \"a.b.c.d:port\""},
 	{"undrain", qd_ctl_undrain,
 	 "send new queries to a drained coordinator again: args coordinator \"a.b.c.d:port\""},
+	{"groups", qd_ctl_groups,
+	 "admission control: every resource group's limit, running, queued and counters"},
+	{"reload_groups", qd_ctl_reload_groups,
+	 "read resource-groups.json again (args path to name another file); all or nothing"},
 };
 
 const unsigned int qd_daemon_commands_count =

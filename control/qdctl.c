@@ -59,6 +59,20 @@ usage(FILE *out)
 		"             configuration, e.g. 10.213.0.201:8080); queries already running\n"
 		"             there go on to their end. For maintenance: drain, wait until\n"
 		"             INFLIGHT is 0, then stop the coordinator. Not kept across restarts\n"
+		"  groups     admission control: every resource group (dotted name) with its\n"
+		"             hardConcurrencyLimit, RUNNING, QUEUED (in this group; below it\n"
+		"             in parentheses), slots in the workers' reserves and in the\n"
+		"             shared pool (RUNNING + RESERVED + POOL = LIMIT at rest), and\n"
+		"             what happened to its queries: admitted at once, admitted\n"
+		"             after queueing, refused (maxQueued), cancelled, timed out and\n"
+		"             abandoned while queued\n"
+		"  reload-groups [FILE]\n"
+		"             read the resource groups file again (or FILE, which then\n"
+		"             becomes the configured one) and apply it as a whole: limits\n"
+		"             change in place (running queries go on; a lower limit admits\n"
+		"             no more until the group is under it), new groups start,\n"
+		"             groups gone from the file take no new queries. A file with\n"
+		"             any error is refused and nothing changes (exit 1)\n"
 		"  undrain ADDR:PORT\n"
 		"             send new queries to ADDR:PORT again (once its health is up)\n"
 		"  help       the commands this daemon serves\n"
@@ -459,6 +473,70 @@ drain(const char *path, const char *cmd, int argc, char **argv, bool json_out, i
 	return EXIT_OK;
 }
 
+static void
+print_groups(const json_t *d)
+{
+	printf("resource groups from %s (%lld reloads), %lld waiting, %lld of %lld queue "
+	       "entries in use\n",
+	       str(d, "file"), num(d, "reloads"), num(d, "waiting"), num(d, "entries_used"),
+	       num(d, "queued_max"));
+	printf("%-28s %6s %7s %13s %8s %6s %9s %9s %6s %8s %7s %9s\n", "GROUP", "LIMIT", "RUNNING",
+	       "QUEUED", "RESERVED", "POOL", "ADMITTED", "AFTER-Q", "FULL", "CANCELED",
+	       "TIMEOUT", "ABANDONED");
+	size_t i;
+	const json_t *g;
+	json_array_foreach(json_object_get(d, "groups"), i, g) {
+		const json_t *c = json_object_get(g, "counters");
+		char queued[32];
+		snprintf(queued, sizeof(queued), "%lld (%lld)", num(g, "queued"),
+			 num(g, "queued_subtree"));
+		char name[40];
+		snprintf(name, sizeof(name), "%s%s", str(g, "name"),
+			 json_is_true(json_object_get(g, "retired")) ? " (retired)" : "");
+		printf("%-28s %6lld %7lld %13s %8lld %6lld %9lld %9lld %6lld %8lld %7lld %9lld\n",
+		       name, num(g, "hard_concurrency_limit"), num(g, "running"), queued,
+		       num(g, "reserved"), num(g, "pool"), num(c, "admitted"),
+		       num(c, "admitted_after_queue"), num(c, "queue_full"),
+		       num(c, "canceled_queued"), num(c, "timed_out"), num(c, "abandoned"));
+	}
+}
+
+/* reload-groups [FILE] */
+static int
+reload_groups(const char *path, int argc, char **argv, bool json_out, int timeout_ms)
+{
+	if (argc > 1) {
+		fprintf(stderr, "qdctl: usage: reload-groups [FILE]\n");
+		return EXIT_USAGE;
+	}
+	json_t *args = NULL;
+	if (argc == 1) {
+		/* the daemon reads the file: give it an absolute name */
+		char *abs = realpath(argv[0], NULL);
+		if (abs == NULL) {
+			fprintf(stderr, "qdctl: reload-groups: %s: %s\n", argv[0], strerror(errno));
+			return EXIT_USAGE;
+		}
+		args = json_pack("{s:s}", "path", abs);
+		free(abs);
+	}
+	int status = EXIT_OK;
+	json_t *reply = request(path, "reload_groups", args, timeout_ms, &status);
+	json_decref(args);
+	if (reply == NULL)
+		return status;
+	const json_t *d = json_object_get(reply, "data");
+	if (json_out) {
+		json_dumpf(d, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		printf("\n");
+	} else {
+		printf("resource groups reloaded from %s: %lld groups (reload %lld)\n", str(d, "file"),
+		       num(d, "groups"), num(d, "reloads"));
+	}
+	json_decref(reply);
+	return EXIT_OK;
+}
+
 /* tcp-probe: start, then poll the status until done or the deadline. */
 static int
 tcp_probe(const char *path, int argc, char **argv, bool json_out, int timeout_ms)
@@ -576,11 +654,14 @@ main(int argc, char **argv)
 				 timeout_set ? timeout_ms : 120000);
 	if (strcmp(cmd, "drain") == 0 || strcmp(cmd, "undrain") == 0)
 		return drain(path, cmd, argc - optind - 1, argv + optind + 1, json_out, timeout_ms);
+	if (strcmp(cmd, "reload-groups") == 0)
+		return reload_groups(path, argc - optind - 1, argv + optind + 1, json_out, timeout_ms);
 	if (optind + 1 < argc) {
 		fprintf(stderr, "qdctl: unexpected argument '%s'\n", argv[optind + 1]);
 		return EXIT_USAGE;
 	}
-	static const char *const known[] = {"status", "stats", "neigh", "coordinators", "help"};
+	static const char *const known[] = {"status", "stats", "neigh", "coordinators", "groups",
+					    "help"};
 	bool ok = false;
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 		ok = ok || strcmp(cmd, known[i]) == 0;
@@ -606,6 +687,8 @@ main(int argc, char **argv)
 		print_neigh(data);
 	} else if (strcmp(cmd, "coordinators") == 0) {
 		print_coordinators(data);
+	} else if (strcmp(cmd, "groups") == 0) {
+		print_groups(data);
 	} else {
 		print_help(data);
 	}

@@ -228,6 +228,13 @@ make_admission(struct qd_daemon *d, char *err, size_t err_len)
 {
 	if (d->cfg.admission_resource_groups[0] == '\0')
 		return 0;
+	/* A held poll must come back well before its client counts as gone. */
+	if ((uint64_t)d->cfg.admission_poll_wait_ms * 2 > d->cfg.admission_client_timeout_ms) {
+		snprintf(err, err_len, "admission.poll_wait_ms (%u) must be at most half of "
+			 "admission.client_timeout_ms (%u)", d->cfg.admission_poll_wait_ms,
+			 d->cfg.admission_client_timeout_ms);
+		return -EINVAL;
+	}
 	struct qd_rg_config *rg = NULL;
 	char msg[QD_RG_ERR_MAX];
 	int rc = qd_rg_load_file(d->cfg.admission_resource_groups, &rg, msg, sizeof(msg));

@@ -451,6 +451,8 @@ qd_worker_main(void *arg)
 			qd_route_quiescent(routes, rcu_id);
 			qd_proxy_set_now(w->proxy, w->now_us);
 		}
+		if (w->health != NULL)
+			qd_health_set_now(w->health, w->now_us);
 		uint16_t n = rte_eth_rx_burst(w->conf.port_id, w->conf.queue_id, pkts,
 					      w->conf.burst);
 		if (unlikely(qd_fault_active(&w->fault))) {
