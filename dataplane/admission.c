@@ -12,6 +12,7 @@
  */
 #include "admission.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -26,6 +27,16 @@
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
 #define SUB(p, v) __atomic_fetch_sub((p), (v), __ATOMIC_RELAXED)
+
+/* Give <n> slots back to <g>'s pool. The pool never holds more than the limit: more
+ * would mean a slot released twice (asserted in builds with assertions). */
+static inline void
+pool_give(struct qd_adm_group *g, int64_t n)
+{
+	int64_t now = __atomic_add_fetch(&g->pool, n, __ATOMIC_RELAXED);
+	assert(now <= (int64_t)__atomic_load_n(&g->limit, __ATOMIC_RELAXED));
+	(void)now;
+}
 
 static int32_t
 batch_for(const struct qd_admission *a, uint32_t limit)
@@ -247,12 +258,12 @@ qd_admission_release(struct qd_admission *a, unsigned int worker, int group, int
 		/* A slot somebody waits for goes where the scheduler finds it; a group over
 		 * its (lowered) limit takes it back the same way. */
 		if (queue || LOAD(&a->g[g].pool) < 0 || a->g[g].retired) {
-			ADD(&a->g[g].pool, 1);
+			pool_give(&a->g[g], 1);
 			continue;
 		}
 		int32_t r = col->reserve[g] + 1;
 		if (r > 2 * a->batch[g]) {
-			ADD(&a->g[g].pool, r - a->batch[g]);
+			pool_give(&a->g[g], r - a->batch[g]);
 			r = a->batch[g];
 			col->returns++;
 		}
@@ -389,7 +400,7 @@ take_path(struct qd_admission *a, int group)
 	if (i == n)
 		return true;
 	while (i-- > 0)
-		ADD(&a->g[a->path[group][i]].pool, 1);
+		pool_give(&a->g[a->path[group][i]], 1);
 	return false;
 }
 
@@ -489,7 +500,7 @@ unadmit_locked(struct qd_admission *a, struct qd_adm_entry *en)
 		SUB(&sc->in_use[g], 1);
 		if (en->mem != 0)
 			SUB(&a->g[g].mem_in_use, en->mem);
-		ADD(&a->g[g].pool, 1);
+		pool_give(&a->g[g], 1);
 	}
 }
 
@@ -723,7 +734,7 @@ qd_admission_worker_poll(struct qd_admission *a, unsigned int worker)
 		if (LOAD(&a->g[g].subtree_queued) != 0 || LOAD(&a->g[g].pool) < 0 ||
 		    a->g[g].retired) {
 			STORE(&col->reserve[g], 0);
-			ADD(&a->g[g].pool, r);
+			pool_give(&a->g[g], r);
 			col->returns++;
 			returned = true;
 		}
@@ -807,6 +818,10 @@ qd_admission_reload(struct qd_admission *a, struct qd_rg_config *rg)
 			a->g[g].pool = 0;
 		}
 		a->info[g] = info;
+		/* the pool stays <= the limit at every instant: raise the limit first,
+		 * lower it last */
+		if (info.hard_concurrency_limit >= old_limit)
+			STORE(&a->g[g].limit, info.hard_concurrency_limit);
 		ADD(&a->g[g].pool, (int64_t)info.hard_concurrency_limit - (int64_t)old_limit);
 		STORE(&a->g[g].limit, info.hard_concurrency_limit);
 		a->g[g].retired = false;

@@ -19,6 +19,7 @@
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <rte_random.h>
 
 #include "admission.h"
 
@@ -309,6 +310,107 @@ test_reload(void **state)
 	qd_admission_destroy(a);
 }
 
+/* softMemoryLimit: a group runs queries while its estimates in use are at or under the
+ * limit (Trino's rule: the last query may take it over), then queues. */
+static void
+test_soft_memory(void **state)
+{
+	(void)state;
+	int parents[] = {-1};
+	uint32_t limits[] = {10}, queued[] = {10};
+	struct qd_rg_config *rg = tree(1, parents, limits, queued, NULL);
+	rg->groups[0].soft_memory_limit_bytes = 1000;
+	struct qd_admission *a = make(rg, 1, 1);
+	uint32_t e;
+	assert_int_equal(qd_admission_submit(a, 0, 0, 800, 0, &e), QD_ADM_RUN);
+	assert_int_equal(qd_admission_submit(a, 0, 0, 800, 0, &e), QD_ADM_RUN); /* 800 <= 1000 */
+	uint32_t q = 0;
+	assert_int_equal(qd_admission_submit(a, 0, 0, 10, 1, &q), QD_ADM_QUEUED); /* 1600 > 1000 */
+	qd_admission_attach(a, q, request(), 1, 0);
+	/* queries without an estimate wait behind it too (FIFO) */
+	assert_int_equal(qd_admission_submit(a, 0, 0, 0, 1, &e), QD_ADM_QUEUED);
+	qd_admission_attach(a, e, request(), 1, 0);
+	assert_int_equal(qd_admission_poll(a, q, 2), QD_ADM_WAITING);
+	qd_admission_release(a, 0, 0, 800); /* 800 in use: at most the limit again */
+	assert_int_equal(qd_admission_poll(a, q, 3), QD_ADM_ADMITTED);
+	/* 810 in use: still at most the limit, so the next one runs too */
+	assert_int_equal(qd_admission_poll(a, e, 3), QD_ADM_ADMITTED);
+	struct qd_adm_group_stats st;
+	qd_admission_group_stats(a, 0, &st);
+	assert_int_equal(st.mem_in_use, 810);
+	dispatch(a, q, 4);
+	dispatch(a, e, 4);
+	qd_admission_release(a, 0, 0, 800);
+	qd_admission_release(a, 0, 0, 10);
+	qd_admission_release(a, 0, 0, 0);
+	qd_admission_group_stats(a, 0, &st);
+	assert_int_equal(st.mem_in_use, 0);
+	assert_int_equal(st.running, 0);
+	must_check(a);
+	qd_admission_destroy(a);
+}
+
+/* weighted_fair: the child with the lowest running/weight goes first; weighted: picks
+ * in proportion to the weights. */
+static void
+test_weighted_policies(void **state)
+{
+	(void)state;
+	for (int policy = 0; policy < 2; policy++) {
+		int parents[] = {-1, 0, 0};
+		uint32_t limits[] = {300, 300, 300}, queued[] = {1000, 500, 500};
+		enum qd_rg_policy pol[] = {policy == 0 ? QD_RG_POLICY_WEIGHTED_FAIR
+						       : QD_RG_POLICY_WEIGHTED,
+					   QD_RG_POLICY_FAIR, QD_RG_POLICY_FAIR};
+		struct qd_rg_config *rg = tree(3, parents, limits, queued, pol);
+		rg->groups[0].hard_concurrency_limit = 8;
+		rg->groups[1].scheduling_weight = 1;
+		rg->groups[2].scheduling_weight = 3;
+		struct qd_admission_conf conf = {.workers = 1, .queued_max = 1024, .batch = 1,
+						 .queue_timeout_us = UINT64_MAX / 2,
+						 .client_timeout_us = UINT64_MAX / 2,
+						 .done_linger_us = 1};
+		struct qd_admission *a = qd_admission_create(&conf, rg);
+		assert_non_null(a);
+		uint32_t e;
+		/* 8 run (the root's limit), oldest first in <run> */
+		int run[8];
+		unsigned int head = 0;
+		for (int i = 0; i < 8; i++) {
+			assert_int_equal(qd_admission_submit(a, 0, 1, 0, 0, &e), QD_ADM_RUN);
+			run[i] = 1;
+		}
+		for (int i = 0; i < 400; i++) {
+			assert_int_equal(qd_admission_submit(a, 0, 1 + (i & 1), 0, 0, &e),
+					 QD_ADM_QUEUED);
+			qd_admission_attach(a, e, request(), 1, 0);
+		}
+		/* the oldest running query ends, the scheduler picks who runs next */
+		unsigned int picks[3] = {0};
+		for (int i = 0; i < 200; i++) {
+			qd_admission_release(a, 0, run[head % 8], 0);
+			int admitted = -1;
+			for (uint32_t k = 0; k < conf.queued_max; k++) {
+				if (a->entries[k].state == QD_ADM_ADMITTED) {
+					admitted = a->entries[k].group;
+					dispatch(a, k, 1);
+					break;
+				}
+			}
+			assert_true(admitted == 1 || admitted == 2);
+			picks[admitted]++;
+			run[head % 8] = admitted;
+			head++;
+		}
+		printf("%s: group weight 1 got %u, weight 3 got %u\n",
+		       policy == 0 ? "weighted_fair" : "weighted", picks[1], picks[2]);
+		/* weight 3 takes about three quarters of the turns */
+		assert_true(picks[2] > 2 * picks[1]);
+		assert_true(picks[2] < 5 * picks[1]);
+		qd_admission_destroy(a);
+	}
+}
+
 /* ---- concurrency -------------------------------------------------------------------- */
 
 #define CONC_ROUNDS 200000
@@ -486,6 +588,7 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
+	rte_srand(20261126); /* the weighted policy draws from rte_rand: same draws each run */
 	pool = rte_pktmbuf_pool_create("adm_test", 4095, 64, 0, 256, SOCKET_ID_ANY);
 	if (pool == NULL) {
 		fprintf(stderr, "mbuf pool: %s\n", rte_strerror(rte_errno));
@@ -497,6 +600,8 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_reserve_flush),
 		cmocka_unit_test(test_nested_fair),
 		cmocka_unit_test(test_reload),
+		cmocka_unit_test(test_soft_memory),
+		cmocka_unit_test(test_weighted_policies),
 		cmocka_unit_test(test_concurrent),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
