@@ -45,6 +45,7 @@
 #define PX_EXPIRE_BUDGET 64 /* expiries handled per list per poll */
 #define PX_EXPIRE_EVERY_US 200 /* timeouts are in milliseconds: look 5 times per ms */
 #define PX_ADM_EXPIRE_EVERY_US 10000
+#define PX_SUBMIT_WAIT_MS 50u /* a queued POST waits this long for a slot before QUEUED */
 #define PX_ADM_EXPIRE_BUDGET 1024
 
 /* ---- intrusive FIFO lists of waiting connections ------------------------ */
@@ -214,6 +215,7 @@ struct px_client {
 	struct qd_outq req_head;     /* rebuilt head of the collected submission */
 	struct qd_outq stmt;         /* its body */
 	char alias[QD_ADM_ID_MAX];   /* placeholder id of the queued query being dispatched */
+	bool submit_wait;            /* its POST is held briefly before a QUEUED answer */
 };
 
 struct px_coord_state {
@@ -1304,6 +1306,7 @@ resp_on_body(http_parser *p, const char *at, size_t n)
 							  px->now_us) != 0)
 					PX_COUNT(px, routes_full);
 				cl->alias[0] = '\0';
+	cl->submit_wait = false;
 			}
 			else if (rc == -EEXIST)
 				PX_COUNT(px, routes_exists);
@@ -1669,6 +1672,7 @@ static void client_collect_start(struct px_client *cl, const char *origin, size_
 				 const char *authority, size_t alen);
 static void client_admit(struct px_client *cl);
 static void client_queued_poll(struct px_client *cl);
+static void client_queued_answer(struct px_client *cl, uint32_t e, uint32_t park_ms);
 
 /* Value of header <name> among the kept lines of <h> ("Name: value\r\n" each). */
 static bool
@@ -1966,7 +1970,13 @@ client_admit(struct px_client *cl)
 	case QD_ADM_QUEUED:
 		PX_COUNT(px, adm_queued);
 		qd_admission_attach(px->adm, e, req.head, req.bytes, cl->peer_ip_be);
-		client_queued_result(cl, e);
+		/* Often a slot is free in another worker's reserve, which that worker returns
+		 * at its next loop: hold the POST a moment so the query can go straight to a
+		 * coordinator, and answer with a placeholder only if it really waits. */
+		cl->submit_wait = true;
+		client_queued_answer(cl, e, RTE_MIN(px->conf.poll_wait_ms, PX_SUBMIT_WAIT_MS));
+		if (cl->tm.list != &px->park_wait)
+			cl->submit_wait = false;
 		return;
 	default: {
 		char id[32], msg[200];
@@ -1996,7 +2006,9 @@ client_dispatch_entry(struct px_client *cl, uint32_t e)
 	cl->adm_held = true;
 	cl->adm_group = (int16_t)en->group;
 	cl->adm_mem = en->mem;
-	snprintf(cl->alias, sizeof(cl->alias), "%s", en->id);
+	/* the client knows the placeholder only if it got a QUEUED answer */
+	if (!cl->submit_wait)
+		snprintf(cl->alias, sizeof(cl->alias), "%s", en->id);
 	qd_admission_dispatched(px->adm, e);
 	struct qd_outq req = {.head = m, .tail = m, .bytes = len};
 	for (unsigned int k = 0; req.tail->next != NULL && k < UINT16_MAX; k++)
@@ -2011,18 +2023,17 @@ client_dispatch_entry(struct px_client *cl, uint32_t e)
 	return true;
 }
 
-/* Answer a poll of queued entry <e> (or park it while it waits, when <may_park>). */
+/* Answer a poll of queued entry <e>, or park it up to <park_ms> while it waits. */
 static void
-client_queued_answer(struct px_client *cl, uint32_t e, bool may_park)
+client_queued_answer(struct px_client *cl, uint32_t e, uint32_t park_ms)
 {
 	struct qd_proxy *px = cl->px;
 	switch (qd_admission_poll(px->adm, e, px->now_us)) {
 	case QD_ADM_WAITING:
-		if (may_park && px->conf.poll_wait_ms > 0) {
+		if (park_ms > 0) {
 			cl->park_entry = e;
 			cl->local = true; /* its (empty) body is read and dropped meanwhile */
-			list_append(&px->park_wait, &cl->tm,
-				    px->now_us + (uint64_t)px->conf.poll_wait_ms * 1000u);
+			list_append(&px->park_wait, &cl->tm, px->now_us + (uint64_t)park_ms * 1000u);
 			return;
 		}
 		client_queued_result(cl, e);
@@ -2069,7 +2080,7 @@ client_queued_poll(struct px_client *cl)
 			     "A query queued at the dispatcher has no query info yet");
 		return;
 	}
-	client_queued_answer(cl, e, true);
+	client_queued_answer(cl, e, px->conf.poll_wait_ms);
 }
 
 /* Parked polls whose entry moved on (admitted, ended) or whose wait is over. */
@@ -2084,7 +2095,8 @@ park_poll(struct qd_proxy *px)
 					      __ATOMIC_ACQUIRE);
 		if (st != QD_ADM_WAITING || n->deadline <= px->now_us) {
 			list_remove(n);
-			client_queued_answer(cl, cl->park_entry, false);
+			client_queued_answer(cl, cl->park_entry, 0);
+			cl->submit_wait = false;
 			if (cl->state == CS_WAIT)
 				client_exchange_check(cl);
 		}
