@@ -8,7 +8,8 @@
 # undrain through qdctl (table and --json), with clear errors for an address
 # that is not a coordinator and for a malformed one; the victim is revived and
 # comes back up (still drained until undrained); the others never changed
-# state. Lab down finds no sanitizer report. Root only (exit 77 otherwise).
+# state. While the victim is down, 30 queries all succeed and the proxy does not
+# even try to connect to it; once back, it takes its share of 60 queries. Lab down finds no sanitizer report. Root only (exit 77 otherwise).
 #
 # Environment (all optional): QD_BUILD, QD_SOURCE as for every lab test;
 #   DOWN_MAX_MS  the bound of kill -> down (default 2000)
@@ -26,7 +27,7 @@ DOWN_MAX_MS=${DOWN_MAX_MS:-2000}
 QDCTL=$QD_BUILD/control/qdctl
 
 require_lab
-require_tools jq curl
+require_tools jq curl node
 [[ -x $QDCTL ]] || fail "$QDCTL is not built"
 
 lab_cleanup_traps
@@ -109,6 +110,26 @@ jq -e --argjson t "$(base "$VICTIM_ADDR" .transitions)" --argjson f "$(base "$VI
 	"$TMP/victim-down.json" >/dev/null || fail "unexpected entry of the dead coordinator: $(jq -c . "$TMP/victim-down.json")"
 qdctl coordinators
 
+step "while $VICTIM_ADDR is down, queries avoid it (not even a connection attempt)"
+RUN_QUERIES=$QD_SOURCE/tests/clients/run_queries.mjs
+# queries N: N queries through the dispatcher; POSTS: what each coordinator received
+queries() {
+	sim POST /v1/simulator/reset >/dev/null
+	lab_exec node "$RUN_QUERIES" --json --queries "$1" --concurrency 6 --rows 3 --page-rows 2 \
+		>"$TMP/run.json" || fail "run_queries: $(jq -c '.errors[:3]' "$TMP/run.json")"
+	local stats a
+	stats=$(sim GET /v1/simulator/stats)
+	POSTS=()
+	for a in "${ADDRS[@]}"; do POSTS+=("$(jq --arg a "$a" '.coordinators[$a].posts // 0' <<<"$stats")"); done
+	echo "posts per coordinator: ${POSTS[*]}"
+}
+snapshot before_down_run
+queries 30
+snapshot after_down_run
+[[ ${POSTS[$((VICTIM - 1))]} -eq 0 ]] || fail "the dead coordinator got ${POSTS[$((VICTIM - 1))]} queries"
+failed=$(delta before_down_run after_down_run .totals.proxy.backend_connect_failed)
+[[ $failed -eq 0 ]] || fail "the proxy still tried the dead coordinator: $failed connections failed"
+
 step "drain and undrain through qdctl"
 out=$(qdctl drain "$VICTIM_ADDR") || fail "qdctl drain $VICTIM_ADDR failed: $out"
 echo "$out"
@@ -158,6 +179,9 @@ qdctl undrain "$VICTIM_ADDR" || fail "qdctl undrain $VICTIM_ADDR failed"
 table_now || fail "qdctl --json coordinators failed"
 jq -e 'all(.coordinators[]; .health == "up" and .drained == false and .usable == true)' \
 	<<<"$TABLE" >/dev/null || fail "not every coordinator usable at the end: $TABLE"
+step "the revived coordinator takes queries again"
+queries 60
+[[ ${POSTS[$((VICTIM - 1))]} -ge 5 ]] || fail "the revived coordinator got only ${POSTS[$((VICTIM - 1))]} of 60 queries"
 for a in "${ADDRS[0]}" "$OTHER_ADDR"; do
 	[[ $(coord "$a" .transitions) == $(base "$a" .transitions) &&
 		$(coord "$a" .checks_failed) == $(base "$a" .checks_failed) ]] ||
