@@ -9,7 +9,8 @@
 # that is not a coordinator and for a malformed one; the victim is revived and
 # comes back up (still drained until undrained); the others never changed
 # state. While the victim is down, 30 queries all succeed and the proxy does not
-# even try to connect to it; once back, it takes its share of 60 queries. Lab down finds no sanitizer report. Root only (exit 77 otherwise).
+# even try to connect to it; once back, it takes its share of 60 queries.
+# Lab down finds no sanitizer report. Root only (exit 77 otherwise).
 #
 # Environment (all optional): QD_BUILD, QD_SOURCE as for every lab test;
 #   DOWN_MAX_MS  the bound of kill -> down (default 2000)
