@@ -7,16 +7,24 @@
  * Besides Google Benchmark's own flags (--help lists them), main() takes
  * --qd_iterations=N: see take_own_flags().
  *
+ * Benchmarks with threads share one setup per run (run_threaded()); the others
+ * keep the simple path, one setup per call.
+ *
  * Exit status: 0 when at least one benchmark ran and none failed; 1 when a
  * suite init, a setup or a body reported an error, when no benchmark matched
  * the filter, or on an unknown command-line flag.
  */
 #include <benchmark/benchmark.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 extern "C" {
 #include "shim.h"
@@ -36,7 +44,21 @@ enum suite_status { SUITE_NEW, SUITE_UP, SUITE_FAILED };
 const qd_bench_suite *suites[QD_BENCH_SUITES_MAX];
 suite_status suites_status[QD_BENCH_SUITES_MAX];
 unsigned int suites_count;
-bool any_failed;
+std::atomic<bool> any_failed;
+
+/* One per registered benchmark with threads: what thread 0's setup made, handed to the
+ * other threads of the same run, and how many bodies have yet to return before teardown.
+ * Google Benchmark joins a run's threads before it starts the next run, so one slot per
+ * benchmark is enough. */
+struct shared_run {
+	std::mutex mu;
+	std::condition_variable cv;
+	bool ready = false;
+	int rc = 0;
+	void *ctx = nullptr;
+	int remaining = 0;
+};
+std::vector<std::unique_ptr<shared_run>> shared_runs;
 
 bool
 suite_ready(unsigned int idx)
@@ -51,10 +73,56 @@ suite_ready(unsigned int idx)
 	return suites_status[idx] == SUITE_UP;
 }
 
+/* Thread 0 runs suite init and setup; the others wait for its result. Every thread then
+ * runs the body with the same ctx, and the last one out runs teardown. */
 void
-run_one(benchmark::State &st, unsigned int suite_idx, const qd_bench *b)
+run_threaded(qd_bench_state &s, unsigned int suite_idx, const qd_bench *b, shared_run *sh)
+{
+	if (s.st.thread_index() == 0) {
+		int rc = suite_ready(suite_idx) ? 0 : -1;
+		void *ctx = nullptr;
+		if (rc == 0 && b->setup != nullptr)
+			rc = b->setup(&s, &ctx);
+		std::lock_guard<std::mutex> lock(sh->mu);
+		sh->rc = rc;
+		sh->ctx = ctx;
+		sh->remaining = s.st.threads();
+		sh->ready = true;
+		sh->cv.notify_all();
+	}
+	int rc;
+	void *ctx;
+	{
+		std::unique_lock<std::mutex> lock(sh->mu);
+		sh->cv.wait(lock, [sh] { return sh->ready; });
+		rc = sh->rc;
+		ctx = sh->ctx;
+	}
+	/* All threads skip alike, so none waits in the loop's barrier for one that never
+	 * comes. */
+	if (rc != 0) {
+		std::string why = "suite init or setup failed: " + std::to_string(rc);
+		qd_bench_skip(&s, why.c_str());
+	} else {
+		b->fn(&s, ctx);
+	}
+	std::lock_guard<std::mutex> lock(sh->mu);
+	if (--sh->remaining == 0) {
+		if (rc == 0 && b->teardown != nullptr)
+			b->teardown(ctx);
+		sh->ready = false;
+		sh->ctx = nullptr;
+	}
+}
+
+void
+run_one(benchmark::State &st, unsigned int suite_idx, const qd_bench *b, shared_run *sh)
 {
 	qd_bench_state s{st, b->args_count > 0};
+	if (sh != nullptr) {
+		run_threaded(s, suite_idx, b, sh);
+		return;
+	}
 	if (!suite_ready(suite_idx)) {
 		qd_bench_skip(&s, "suite init failed");
 		return;
@@ -107,13 +175,22 @@ register_all()
 		for (unsigned int j = 0; j < suite->count; j++) {
 			const qd_bench *b = &suite->benches[j];
 			std::string name = std::string(suite->name) + "/" + b->name;
+			shared_run *sh = nullptr;
+			if (b->threads_count > 0) {
+				shared_runs.push_back(std::make_unique<shared_run>());
+				sh = shared_runs.back().get();
+			}
 			auto *reg = benchmark::RegisterBenchmark(name.c_str(),
-				[i, b](benchmark::State &st) { run_one(st, i, b); });
+				[i, b, sh](benchmark::State &st) { run_one(st, i, b, sh); });
 			reg->Unit(benchmark::kNanosecond);
 			if (fixed_iterations > 0)
 				reg->Iterations(fixed_iterations);
 			for (unsigned int k = 0; k < b->args_count && k < QD_BENCH_ARGS_MAX; k++)
 				reg->Arg(b->args[k]);
+			for (unsigned int k = 0; k < b->threads_count && k < QD_BENCH_THREADS_MAX; k++)
+				reg->Threads(b->threads[k]);
+			if (b->real_time)
+				reg->UseRealTime();
 		}
 	}
 }
@@ -162,6 +239,18 @@ int64_t
 qd_bench_arg(const struct qd_bench_state *s)
 {
 	return s->has_arg ? s->st.range(0) : 0;
+}
+
+unsigned int
+qd_bench_thread_index(const struct qd_bench_state *s)
+{
+	return static_cast<unsigned int>(s->st.thread_index());
+}
+
+unsigned int
+qd_bench_threads(const struct qd_bench_state *s)
+{
+	return static_cast<unsigned int>(s->st.threads());
 }
 
 void

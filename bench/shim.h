@@ -39,6 +39,17 @@
  *     setup must be cheap (build packets, fill a table); anything expensive
  *     belongs in the suite init. Neither is timed.
  *
+ * Threads: a benchmark with <threads> runs once per listed count (Google
+ * Benchmark's Threads(n); names get "/threads:<n>"), every thread calling the
+ * same body. setup then runs once per run, on thread 0, before any body; every
+ * thread gets the same <ctx>, and teardown runs once, after the last body has
+ * returned. Bodies tell themselves apart with qd_bench_thread_index(); the
+ * first qd_bench_keep_running*() call is a barrier, so the timed loops start
+ * together. With <real_time> (UseRealTime; "/real_time") the Time column is
+ * wall time divided by the iterations of all threads together: the inverse
+ * of the aggregate rate, so a perfectly parallel body shows half the time at
+ * 2 threads on 2 free cores; per-thread latency is Time x threads.
+ *
  * Timing: the clock runs from the first qd_bench_keep_running*() call to the
  * one that returns false. Crossing from C into the shim costs a function
  * call, ~1-2 ns; benchmarks of functions that take a few ns should use
@@ -56,6 +67,7 @@ extern "C" {
 #endif
 
 #define QD_BENCH_ARGS_MAX 8
+#define QD_BENCH_THREADS_MAX 4
 #define QD_BENCH_SUITES_MAX 32
 
 /* Wraps one benchmark::State; valid only during the call of the bench function. */
@@ -79,6 +91,10 @@ struct qd_bench {
 	/* One instance per value, named "<name>/<value>"; no instance suffix when 0. */
 	unsigned int args_count;
 	int64_t args[QD_BENCH_ARGS_MAX];
+	/* One run per thread count listed (all of them for every arg); none: one thread. */
+	unsigned int threads_count;
+	int threads[QD_BENCH_THREADS_MAX];
+	bool real_time;                 /* time by the wall clock, not the CPU of thread 0 */
 };
 
 struct qd_bench_suite {
@@ -109,6 +125,9 @@ bool qd_bench_keep_running_batch(struct qd_bench_state *s, uint64_t n);
 uint64_t qd_bench_iterations(const struct qd_bench_state *s);
 /* The argument of this instance (0 when the benchmark has none). */
 int64_t qd_bench_arg(const struct qd_bench_state *s);
+/* This thread's index (0 .. threads - 1) and the number of threads of this run. */
+unsigned int qd_bench_thread_index(const struct qd_bench_state *s);
+unsigned int qd_bench_threads(const struct qd_bench_state *s);
 
 /* Report <items> units of work (packets) and <bytes> over the whole run: they become
  * items_per_second / bytes_per_second. */
