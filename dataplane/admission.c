@@ -78,6 +78,8 @@ derive_tree(struct qd_admission *a)
 		RTE_VERIFY(x < 0); /* the parser bounds the depth */
 		a->path_len[g] = (uint8_t)n;
 		a->batch[g] = batch_for(a, a->info[g].hard_concurrency_limit);
+		a->g[g].batch = a->batch[g];
+		a->g[g].soft_mem = a->info[g].soft_memory_limit_bytes;
 	}
 }
 
@@ -197,8 +199,22 @@ pool_take(struct qd_adm_group *g, int64_t want)
 static bool
 mem_over(const struct qd_admission *a, int g)
 {
-	uint64_t soft = a->info[g].soft_memory_limit_bytes;
+	uint64_t soft = a->g[g].soft_mem;
 	return soft != UINT64_MAX && LOAD(&a->g[g].mem_in_use) > (int64_t)soft;
+}
+
+/* Undo levels <from>..<n>-1 of a fast-path acquire (a level below failed). */
+static void
+acquire_undo(struct qd_admission *a, struct qd_adm_column *col, const int16_t *path,
+	     unsigned int from, unsigned int n, int64_t mem)
+{
+	for (unsigned int i = from; i < n; i++) {
+		struct qd_adm_slot *sl = &col->s[path[i]];
+		STORE(&sl->reserve, sl->reserve + 1);
+		STORE(&sl->in_use, sl->in_use - 1);
+		if (mem != 0)
+			SUB(&a->g[path[i]].mem_in_use, mem);
+	}
 }
 
 bool
@@ -208,27 +224,31 @@ qd_admission_try_acquire(struct qd_admission *a, unsigned int worker, int group,
 	struct qd_adm_column *col = &a->col[worker];
 	const int16_t *path = a->path[group];
 	unsigned int n = a->path_len[group];
-	for (unsigned int i = 0; i < n; i++) {
+	/* One pass from the root down, undone if a level cannot give a slot. The root goes
+	 * first because its subtree_queued counts every queue below it: with any queue on
+	 * the path nothing is touched at all. The common case touches, per level, the
+	 * group's queue word and this worker's slot record. */
+	for (unsigned int i = n; i-- > 0;) {
 		int g = path[i];
-		if (LOAD(&a->g[g].subtree_queued) != 0 || mem_over(a, g))
+		struct qd_adm_group *sg = &a->g[g];
+		struct qd_adm_slot *sl = &col->s[g];
+		if (LOAD(&sg->subtree_queued) != 0 || (sg->soft_mem != UINT64_MAX && mem_over(a, g))) {
+			acquire_undo(a, col, path, i + 1, n, mem);
 			return false;
-	}
-	for (unsigned int i = 0; i < n; i++) {
-		int g = path[i];
-		if (col->reserve[g] > 0)
-			continue;
-		int64_t got = pool_take(&a->g[g], a->batch[g]);
-		if (got == 0)
-			return false; /* reserves refilled so far stay: the flush returns them */
-		STORE(&col->reserve[g], (int32_t)got);
-		col->refills++;
-	}
-	for (unsigned int i = 0; i < n; i++) {
-		int g = path[i];
-		STORE(&col->reserve[g], col->reserve[g] - 1);
-		STORE(&col->in_use[g], col->in_use[g] + 1);
+		}
+		if (sl->reserve == 0) {
+			int64_t got = pool_take(sg, sg->batch);
+			if (got == 0) {
+				acquire_undo(a, col, path, i + 1, n, mem);
+				return false;
+			}
+			STORE(&sl->reserve, (int32_t)got);
+			col->refills++;
+		}
+		STORE(&sl->reserve, sl->reserve - 1);
+		STORE(&sl->in_use, sl->in_use + 1);
 		if (mem != 0)
-			ADD(&a->g[g].mem_in_use, mem);
+			ADD(&sg->mem_in_use, mem);
 	}
 	col->fast_admits++;
 	return true;
@@ -249,27 +269,34 @@ qd_admission_release(struct qd_admission *a, unsigned int worker, int group, int
 {
 	RTE_ASSERT(worker < a->conf.workers && group >= 0 && (unsigned int)group < a->groups);
 	struct qd_adm_column *col = &a->col[worker];
-	bool queue = path_has_queue(a, group);
+	bool wake = mem != 0;
 	for (unsigned int i = 0; i < a->path_len[group]; i++) {
 		int g = a->path[group][i];
-		STORE(&col->in_use[g], col->in_use[g] - 1);
+		struct qd_adm_group *sg = &a->g[g];
+		struct qd_adm_slot *sl = &col->s[g];
+		STORE(&sl->in_use, sl->in_use - 1);
 		if (mem != 0)
-			SUB(&a->g[g].mem_in_use, mem);
+			SUB(&sg->mem_in_use, mem);
 		/* A slot somebody waits for goes where the scheduler finds it; a group over
 		 * its (lowered) limit takes it back the same way. */
-		if (queue || LOAD(&a->g[g].pool) < 0 || a->g[g].retired) {
-			pool_give(&a->g[g], 1);
+		if (LOAD(&sg->subtree_queued) != 0) {
+			pool_give(sg, 1);
+			wake = true;
 			continue;
 		}
-		int32_t r = col->reserve[g] + 1;
-		if (r > 2 * a->batch[g]) {
-			pool_give(&a->g[g], r - a->batch[g]);
-			r = a->batch[g];
+		if (LOAD(&sg->pool) < 0 || sg->retired) {
+			pool_give(sg, 1);
+			continue;
+		}
+		int32_t r = sl->reserve + 1;
+		if (r > 2 * sg->batch) {
+			pool_give(sg, r - sg->batch);
+			r = sg->batch;
 			col->returns++;
 		}
-		STORE(&col->reserve[g], r);
+		STORE(&sl->reserve, r);
 	}
-	if (queue || mem != 0)
+	if (wake)
 		qd_admission_schedule(a);
 }
 
@@ -286,7 +313,7 @@ running_of(const struct qd_admission *a, int g)
 {
 	int64_t r = 0;
 	for (unsigned int c = 0; c < QD_ADM_COLUMNS; c++)
-		r += LOAD(&a->col[c].in_use[g]);
+		r += LOAD(&a->col[c].s[g].in_use);
 	return r;
 }
 
@@ -455,7 +482,7 @@ schedule_locked(struct qd_admission *a)
 		struct qd_adm_column *sc = &a->col[QD_ADM_COLUMNS - 1];
 		for (unsigned int i = 0; i < a->path_len[en->group]; i++) {
 			int g = a->path[en->group][i];
-			ADD(&sc->in_use[g], 1);
+			ADD(&sc->s[g].in_use, 1);
 			if (en->mem != 0)
 				ADD(&a->g[g].mem_in_use, en->mem);
 		}
@@ -497,7 +524,7 @@ unadmit_locked(struct qd_admission *a, struct qd_adm_entry *en)
 	struct qd_adm_column *sc = &a->col[QD_ADM_COLUMNS - 1];
 	for (unsigned int i = 0; i < a->path_len[en->group]; i++) {
 		int g = a->path[en->group][i];
-		SUB(&sc->in_use[g], 1);
+		SUB(&sc->s[g].in_use, 1);
 		if (en->mem != 0)
 			SUB(&a->g[g].mem_in_use, en->mem);
 		pool_give(&a->g[g], 1);
@@ -524,7 +551,7 @@ qd_admission_submit(struct qd_admission *a, unsigned int worker, int group, int6
 			if (ran) {
 				struct qd_adm_column *sc = &a->col[QD_ADM_COLUMNS - 1];
 				for (unsigned int j = 0; j < a->path_len[group]; j++) {
-					ADD(&sc->in_use[a->path[group][j]], 1);
+					ADD(&sc->s[a->path[group][j]].in_use, 1);
 					if (mem != 0)
 						ADD(&a->g[a->path[group][j]].mem_in_use, mem);
 				}
@@ -728,12 +755,12 @@ qd_admission_worker_poll(struct qd_admission *a, unsigned int worker)
 	col->flush_epoch_seen = epoch;
 	bool returned = false;
 	for (unsigned int g = 0; g < a->groups; g++) {
-		int32_t r = col->reserve[g];
+		int32_t r = col->s[g].reserve;
 		if (r == 0)
 			continue;
 		if (LOAD(&a->g[g].subtree_queued) != 0 || LOAD(&a->g[g].pool) < 0 ||
 		    a->g[g].retired) {
-			STORE(&col->reserve[g], 0);
+			STORE(&col->s[g].reserve, 0);
 			pool_give(&a->g[g], r);
 			col->returns++;
 			returned = true;
@@ -845,8 +872,8 @@ qd_admission_group_stats(const struct qd_admission *a, int group, struct qd_adm_
 {
 	memset(out, 0, sizeof(*out));
 	for (unsigned int c = 0; c < QD_ADM_COLUMNS; c++) {
-		out->running += LOAD(&a->col[c].in_use[group]);
-		out->reserved += LOAD(&a->col[c].reserve[group]);
+		out->running += LOAD(&a->col[c].s[group].in_use);
+		out->reserved += LOAD(&a->col[c].s[group].reserve);
 	}
 	out->pool = LOAD(&a->g[group].pool);
 	out->queued = LOAD(&a->g[group].queued);

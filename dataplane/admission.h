@@ -60,6 +60,8 @@ struct qd_adm_group {
 	uint32_t head, tail;          /* FIFO of entry indexes (under lock) */
 	uint32_t rr;                  /* fair policy: next child to try (under lock) */
 	uint32_t limit;               /* hardConcurrencyLimit now (reloads change it) */
+	int32_t batch;                /* slots a worker takes from the pool at once */
+	uint64_t soft_mem;            /* softMemoryLimit in bytes, UINT64_MAX: none */
 	int64_t mem_in_use;           /* bytes of PEAK_MEMORY estimates of running queries */
 	uint64_t admitted;            /* straight away (fast path or from the queue at once) */
 	uint64_t admitted_queued;     /* after waiting in the queue */
@@ -70,10 +72,16 @@ struct qd_adm_group {
 	bool retired;                 /* gone from the file at a reload: no new queries */
 } __rte_cache_aligned;
 
+/* One group in one column: what the fast path touches, side by side. */
+struct qd_adm_slot {
+	int64_t in_use;                     /* relaxed atomic stores by the owner */
+	int32_t reserve;
+	int32_t pad;
+};
+
 /* One worker's column (and the scheduler's, the last one). */
 struct qd_adm_column {
-	int64_t in_use[QD_RG_GROUPS_MAX];   /* relaxed atomic stores by the owner */
-	int32_t reserve[QD_RG_GROUPS_MAX];
+	struct qd_adm_slot s[QD_RG_GROUPS_MAX];
 	uint64_t flush_epoch_seen;
 	uint64_t fast_admits;               /* counters (owner only) */
 	uint64_t refills;
