@@ -15,7 +15,7 @@ fail() {
 }
 
 # Google Benchmark 1.7 takes --benchmark_min_time in plain seconds ("0.01", not "0.01s").
-if ! "$bin" --benchmark_min_time=0.01 --benchmark_filter='^(packet|neigh)/' \
+if ! "$bin" --benchmark_min_time=0.01 --benchmark_filter='^(packet|neigh|admission)/' \
 	--benchmark_out="$tmp/all.json" --benchmark_out_format=json >"$tmp/all.log" 2>&1; then
 	cat "$tmp/all.log"
 	fail "the benchmarks did not all pass"
@@ -27,7 +27,9 @@ doc = json.load(open(sys.argv[1]))
 runs = {b["name"]: b for b in doc["benchmarks"]}
 want = ["packet/arp_reply", "packet/icmp_echo/64", "packet/icmp_echo/1400",
         "packet/worker_input_answer_mix", "packet/worker_input_drop_mix",
-        "neigh/lookup_hit/1024", "neigh/lookup_miss/1024"]
+        "neigh/lookup_hit/1024", "neigh/lookup_miss/1024",
+        "admission/reserves/real_time/threads:1", "admission/reserves/real_time/threads:2",
+        "admission/olk_scan/1000/real_time/threads:1"]
 missing = [n for n in want if n not in runs]
 if missing:
     sys.exit(f"missing from the JSON: {missing}")
