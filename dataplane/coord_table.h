@@ -48,6 +48,8 @@ struct qd_coord {
 	char last_error[64];          /* NUL terminated; written by the checker only */
 	/* main lcore */
 	uint32_t drained;             /* 1: no new queries (queries running there go on) */
+	uint32_t removed;             /* 1: taken out at run time (qdctl coordinators remove):
+				       * no new queries, no checks; its slot is not reused */
 	/* any worker */
 	uint64_t down_until_us;       /* passive: a connection to it failed */
 	uint64_t passive_failures;
@@ -56,10 +58,20 @@ struct qd_coord {
 	uint32_t since_report;        /* queries sent since the last /v1/cluster (load estimate) */
 } __rte_cache_aligned;
 
+/* Entries are only ever appended (qdctl coordinators add: the main lcore fills the next
+ * entry, then publishes the new count with a release store), never moved or reused, so
+ * a coordinator's index is stable for the life of the process: routes keep it. */
 struct qd_coord_table {
 	unsigned int count;
 	struct qd_coord c[QD_COORDS_MAX];
 };
+
+/* Entries a reader may look at now (acquire: their fixed fields are written). */
+static inline unsigned int
+qd_coord_count(const struct qd_coord_table *t)
+{
+	return __atomic_load_n(&t->count, __ATOMIC_ACQUIRE);
+}
 
 static inline uint32_t
 qd_coord_load32(const uint32_t *p)
@@ -78,7 +90,7 @@ static inline bool
 qd_coord_usable(const struct qd_coord *c, uint64_t now_us)
 {
 	return qd_coord_load32(&c->health) != QD_COORD_DOWN && qd_coord_load32(&c->drained) == 0 &&
-	       qd_coord_load64(&c->down_until_us) <= now_us;
+	       qd_coord_load32(&c->removed) == 0 && qd_coord_load64(&c->down_until_us) <= now_us;
 }
 
 /* Dead for queries already routed there: the health checks declared it down. */

@@ -281,7 +281,10 @@ make_workers(struct qd_daemon *d, char *err, size_t err_len)
 		QD_LOG(WARNING, main, "fault injection is ON (fault.seed %" PRIu64 "): "
 		       "this dispatcher drops, delays, reorders or duplicates frames on purpose",
 		       d->cfg.fault_seed);
-	if (d->cfg.coordinators_count > 0) {
+	int rc = make_coordinators(d, err, err_len);
+	if (rc != 0)
+		return rc;
+	if (d->coords->count > 0) {
 		d->routes = qd_route_table_create("qd_routes", d->cfg.route_max, d->cfg.workers,
 						  (int)rte_socket_id());
 		if (d->routes == NULL) {
@@ -289,9 +292,7 @@ make_workers(struct qd_daemon *d, char *err, size_t err_len)
 				 strerror(errno));
 			return -ENOMEM;
 		}
-		int rc = make_coordinators(d, err, err_len);
-		if (rc == 0)
-			rc = make_admission(d, err, err_len);
+		rc = make_admission(d, err, err_len);
 		if (rc != 0)
 			return rc;
 	}

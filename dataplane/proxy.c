@@ -519,7 +519,7 @@ static void
 client_failed_result(struct px_client *cl, const char *why)
 {
 	struct qd_proxy *px = cl->px;
-	const struct qd_proxy_coord *co = &px->conf.coords[cl->coord];
+	const struct qd_coord *co = &px->ct->c[cl->coord];
 	uint32_t ip = rte_be_to_cpu_32(co->ip_be);
 	char body[1536];
 	char msg[256];
@@ -569,7 +569,7 @@ coord_pick_p2c(struct qd_proxy *px)
 {
 	uint8_t ok[QD_PROXY_COORDS_MAX];
 	unsigned int n = 0;
-	for (unsigned int i = 0; i < px->conf.coords_count; i++)
+	for (unsigned int i = 0; i < qd_coord_count(px->ct); i++)
 		if (coord_usable(px, i))
 			ok[n++] = (uint8_t)i;
 	if (n == 0)
@@ -593,7 +593,7 @@ coord_pick_rr(struct qd_proxy *px)
 {
 	int best = -1;
 	int32_t total = 0;
-	for (unsigned int i = 0; i < px->conf.coords_count; i++) {
+	for (unsigned int i = 0; i < qd_coord_count(px->ct); i++) {
 		if (!coord_usable(px, i))
 			continue;
 		int32_t w = px->ct->c[i].weight;
@@ -614,7 +614,7 @@ static int
 coord_pick_ip(struct qd_proxy *px, uint32_t ip_be)
 {
 	uint64_t mask = 0;
-	for (unsigned int i = 0; i < px->conf.coords_count; i++)
+	for (unsigned int i = 0; i < qd_coord_count(px->ct); i++)
 		if (coord_usable(px, i))
 			mask |= 1ull << i;
 	if (mask == 0)
@@ -622,11 +622,11 @@ coord_pick_ip(struct qd_proxy *px, uint32_t ip_be)
 	if (!px->maglev_built || mask != px->maglev_mask) {
 		uint64_t keys[QD_PROXY_COORDS_MAX];
 		uint16_t weights[QD_PROXY_COORDS_MAX];
-		for (unsigned int i = 0; i < px->conf.coords_count; i++) {
+		for (unsigned int i = 0; i < qd_coord_count(px->ct); i++) {
 			keys[i] = (uint64_t)px->ct->c[i].ip_be << 16 | px->ct->c[i].port;
 			weights[i] = px->ct->c[i].weight;
 		}
-		if (qd_maglev_build(&px->maglev, keys, weights, mask, px->conf.coords_count) != 0)
+		if (qd_maglev_build(&px->maglev, keys, weights, mask, qd_coord_count(px->ct)) != 0)
 			return coord_pick_p2c(px);
 		px->maglev_mask = mask;
 		px->maglev_built = true;
@@ -684,7 +684,7 @@ static void
 backends_gauge(struct qd_proxy *px)
 {
 	uint32_t idle = 0;
-	for (unsigned int i = 0; i < px->conf.coords_count; i++)
+	for (unsigned int i = 0; i < qd_coord_count(px->ct); i++)
 		idle += px->coords[i].idle.count;
 	gauge_set(&px->gauges.backends_idle, idle);
 }
@@ -717,7 +717,7 @@ backend_open(struct qd_proxy *px, uint16_t coord)
 		return NULL;
 	}
 	struct px_backend *be = &px->backends[px->backend_free];
-	const struct qd_proxy_coord *co = &px->conf.coords[coord];
+	const struct qd_coord *co = &px->ct->c[coord];
 	struct qd_tcp_conn *c = qd_tcp_connect(px->stack, co->ip_be, co->port, &be_ops, be,
 					       px->now_us);
 	if (c == NULL)
@@ -843,7 +843,7 @@ backend_flush(struct px_backend *be)
 static void
 route_ended(struct qd_proxy *px, const struct qd_route_entry *e)
 {
-	if (e->coord < px->conf.coords_count)
+	if (e->coord < qd_coord_count(px->ct))
 		__atomic_fetch_sub(&px->ct->c[e->coord].inflight, 1, __ATOMIC_RELAXED);
 	if (e->group >= 0 && px->adm != NULL) {
 		qd_admission_release(px->adm, px->conf.worker_index, e->group, e->mem);
@@ -925,7 +925,7 @@ exchange_backend_failed(struct px_client *cl, struct px_backend *be, bool fresh,
 		coord_mark_down(px, coord);
 		bool movable = cl->kind == QD_TRINO_SUBMIT || cl->kind == QD_TRINO_OTHER ||
 			       cl->kind == QD_TRINO_UI_QUERY;
-		if (movable && cl->retries + 1u < px->conf.coords_count) {
+		if (movable && cl->retries + 1u < qd_coord_count(px->ct)) {
 			int next = coord_pick(px, cl->peer_ip_be);
 			if (next >= 0) {
 				/* Nothing was sent: the rebuilt head moves to a new backend. */
@@ -1652,14 +1652,14 @@ dispatcher_endpoint(struct px_client *cl, const char *path, size_t len)
 	    memcmp(path, "/v1/dispatcher/health", len) == 0 &&
 	    (cl->method == HTTP_GET || cl->method == HTTP_HEAD)) {
 		unsigned int usable = 0;
-		for (unsigned int i = 0; i < px->conf.coords_count; i++)
+		for (unsigned int i = 0; i < qd_coord_count(px->ct); i++)
 			usable += coord_usable(px, i);
 		char body[256];
 		snprintf(body, sizeof(body),
 			 "{\"status\":\"%s\",\"server\":\"qdispatchd\",\"lcore\":%u,"
 			 "\"coordinators\":{\"configured\":%u,\"usable\":%u}}",
 			 usable > 0 ? "ok" : "no_coordinator", px->lcore_id,
-			 px->conf.coords_count, usable);
+			 qd_coord_count(px->ct), usable);
 		client_local(cl, usable > 0 ? 200 : 503, body, false, usable == 0);
 		return;
 	}
@@ -1862,7 +1862,7 @@ client_send_request(struct px_client *cl, struct qd_outq *req)
 	struct qd_proxy *px = cl->px;
 	int coord = coord_pick(px, cl->peer_ip_be);
 	int rc = coord < 0 ? -EAGAIN : client_attach(cl, (uint16_t)coord);
-	while (coord >= 0 && rc != 0 && rc != -ENOSPC && cl->retries + 1u < px->conf.coords_count) {
+	while (coord >= 0 && rc != 0 && rc != -ENOSPC && cl->retries + 1u < qd_coord_count(px->ct)) {
 		coord_mark_down(px, (unsigned int)coord);
 		coord = coord_pick(px, cl->peer_ip_be);
 		if (coord < 0)
@@ -2230,7 +2230,7 @@ client_route(struct px_client *cl)
 	/* A coordinator we cannot even start a connection to (next hop unknown): try the
 	 * others for requests that may go anywhere. */
 	while (rc != 0 && rc != -ENOSPC && !kind_has_id(cl->kind) &&
-	       cl->retries + 1u < px->conf.coords_count) {
+	       cl->retries + 1u < qd_coord_count(px->ct)) {
 		coord_mark_down(px, (unsigned int)coord);
 		coord = coord_pick(px, cl->peer_ip_be);
 		if (coord < 0)
@@ -2612,7 +2612,7 @@ expire(struct qd_proxy *px)
 			client_abort(cl); /* not reading its response: nothing more to say */
 		}
 	}
-	for (unsigned int i = 0; i < px->conf.coords_count; i++) {
+	for (unsigned int i = 0; i < qd_coord_count(px->ct); i++) {
 		struct px_list *l = &px->coords[i].idle;
 		for (unsigned int k = 0; k < PX_EXPIRE_BUDGET && l->head != NULL &&
 					 l->head->deadline <= now;
@@ -2655,7 +2655,7 @@ qd_proxy_poll(struct qd_proxy *px, uint64_t now_us)
 		px->next_sweep_us = now_us + PX_SWEEP_EVERY_US;
 		uint32_t dead = 0;
 		uint64_t dead_mask = 0;
-		for (unsigned int i = 0; i < px->conf.coords_count; i++)
+		for (unsigned int i = 0; i < qd_coord_count(px->ct); i++)
 			if (qd_coord_dead(&px->ct->c[i]))
 				dead_mask |= 1ull << i;
 		uint32_t n = qd_route_sweep(px->routes, px->conf.worker_index, px->conf.worker_count,
@@ -2674,7 +2674,7 @@ struct qd_proxy *
 qd_proxy_create(const struct qd_proxy_conf *conf, struct qd_tcp_stack *stack,
 		struct qd_route_table *routes, unsigned int lcore_id)
 {
-	if (conf->coords_count == 0 || conf->coords_count > QD_PROXY_COORDS_MAX ||
+	if (conf->coords_count > QD_PROXY_COORDS_MAX ||
 	    conf->max_clients == 0 || conf->max_backends == 0 || conf->head_buffers < 2 ||
 	    conf->max_header_bytes < 256 || conf->worker_count == 0 || routes == NULL ||
 	    conf->coord_table == NULL || conf->coord_table->count < conf->coords_count) {

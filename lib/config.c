@@ -252,6 +252,17 @@ key_adm_groups(struct parse_ctx *ctx, const char *value)
 }
 
 static int
+key_state_dir(struct parse_ctx *ctx, const char *value)
+{
+	size_t n = strlen(value);
+	if (n == 0 || n >= sizeof(ctx->cfg->state_dir) || value[0] != '/')
+		return fail(ctx, "state.dir: must be an absolute path of 1..%zu characters",
+			    sizeof(ctx->cfg->state_dir) - 1);
+	memcpy(ctx->cfg->state_dir, value, n + 1);
+	return 0;
+}
+
+static int
 key_placement(struct parse_ctx *ctx, const char *value)
 {
 	static const char *const names[] = {"least_loaded", "round_robin", "client_ip"};
@@ -525,6 +536,7 @@ static const struct key_desc keys[] = {
 	{"health.rise", key_health_rise, false},
 	{"health.fall", key_health_fall, false},
 	{"placement.policy", key_placement, false},
+	{"state.dir", key_state_dir, false},
 	{"service.echo_port", key_service_echo, false},
 	{"service.discard_port", key_service_discard, false},
 	{"fault.rx_loss_ppm", key_fault_rx_loss, false},

@@ -155,6 +155,8 @@ struct qd_config {
 	uint32_t health_timeout_ms;
 	uint32_t health_rise;
 	uint32_t health_fall;
+	/* [state] durable logs (docs/wal.md): <dir>/seed and <dir>/state; "" = none */
+	char state_dir[QD_CONFIG_STR_MAX];
 	/* [placement] */
 	enum qd_placement_policy placement_policy;
 
