@@ -14,6 +14,7 @@
 #include <rte_ethdev.h>
 
 #include "ctl_groups.h"
+#include "state_log.h"
 #include "ctl_coords.h"
 #include "ctl_tcp.h"
 #include "daemon.h"
@@ -212,6 +213,7 @@ add_lcores(json_t *o, const struct qd_daemon *d)
 	json_object_set_new(o, "totals", totals);
 	json_object_set_new(o, "routes", routes_json(d, &px_total));
 	json_object_set_new(o, "admission", qd_ctl_groups_json(d));
+	json_object_set_new(o, "state_log", qd_slog_json(d));
 	json_object_set_new(o, "main",
 			    json_pack("{s:I, s:I, s:I, s:I, s:I}", "events_handled",
 				      (json_int_t)d->stats.events_handled, "neigh_learned",

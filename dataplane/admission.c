@@ -80,6 +80,7 @@ derive_tree(struct qd_admission *a)
 		a->batch[g] = batch_for(a, a->info[g].hard_concurrency_limit);
 		a->g[g].batch = a->batch[g];
 		a->g[g].soft_mem = a->info[g].soft_memory_limit_bytes;
+		a->name_hash[g] = qd_admission_name_hash(a->info[g].name);
 	}
 }
 
@@ -865,6 +866,40 @@ qd_admission_reload(struct qd_admission *a, struct qd_rg_config *rg)
 	schedule_locked(a);
 	rte_spinlock_unlock(&a->lock);
 	return old;
+}
+
+uint32_t
+qd_admission_name_hash(const char *name)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; name[i] != '\0' && i < QD_RG_NAME_MAX; i++)
+		h = (h ^ (uint8_t)name[i]) * 16777619u;
+	return h;
+}
+
+int
+qd_admission_group_by_hash(const struct qd_admission *a, uint32_t hash)
+{
+	for (unsigned int g = 0; g < a->groups; g++) {
+		if (a->name_hash[g] == hash && !a->g[g].retired)
+			return (int)g;
+	}
+	return -1;
+}
+
+void
+qd_admission_restore(struct qd_admission *a, int group, int64_t mem)
+{
+	struct qd_adm_column *sc = &a->col[QD_ADM_COLUMNS - 1];
+	rte_spinlock_lock(&a->lock);
+	for (unsigned int i = 0; i < a->path_len[group]; i++) {
+		int g = a->path[group][i];
+		SUB(&a->g[g].pool, 1);
+		ADD(&sc->s[g].in_use, 1);
+		if (mem != 0)
+			ADD(&a->g[g].mem_in_use, mem);
+	}
+	rte_spinlock_unlock(&a->lock);
 }
 
 void

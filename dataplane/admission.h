@@ -148,6 +148,7 @@ struct qd_admission {
 	struct qd_rg_group info[QD_RG_GROUPS_MAX]; /* names, parents, policies, limits */
 	int16_t path[QD_RG_GROUPS_MAX][QD_RG_DEPTH_MAX]; /* the group, its parent, ... root */
 	uint8_t path_len[QD_RG_GROUPS_MAX];
+	uint32_t name_hash[QD_RG_GROUPS_MAX]; /* FNV-1a of the full name: the state log's key */
 	int16_t first_child[QD_RG_GROUPS_MAX];
 	int16_t next_sibling[QD_RG_GROUPS_MAX];
 	uint32_t waiting_total;     /* entries WAITING, all groups (atomic) */
@@ -234,6 +235,15 @@ uint32_t qd_admission_expire(struct qd_admission *a, uint32_t *cursor, uint32_t 
 			     uint64_t now_us);
 /* Run the scheduler (takes the lock). Returns queries admitted. */
 uint32_t qd_admission_schedule(struct qd_admission *a);
+
+/* The group whose full name hashes to <hash> (qd_admission.name_hash), or -1. */
+int qd_admission_group_by_hash(const struct qd_admission *a, uint32_t hash);
+/* A query that held slots before a restart (the state log) holds them again: one slot in
+ * <group> and its ancestors, taken from the pools even past the limit (the pool may go
+ * negative: nothing more is admitted until enough of them end). Main lcore, before the
+ * workers start. Released like any other. */
+void qd_admission_restore(struct qd_admission *a, int group, int64_t mem);
+uint32_t qd_admission_name_hash(const char *name);
 
 /* Totals for display and tests: relaxed sums over the columns. */
 struct qd_adm_group_stats {

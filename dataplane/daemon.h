@@ -47,6 +47,8 @@ struct qd_daemon {
 	struct qd_route_table *routes; /* query id -> coordinator, NULL without coordinators */
 	struct qd_coord_table *coords; /* shared with the workers (rte_zmalloc), NULL without */
 	struct qd_admission *admission; /* NULL without admission.resource_groups */
+	struct qd_seed *seed; /* the seed log (control/seed_log.h); NULL without state.dir */
+	struct qd_slog *slog;          /* the state log; NULL without state.dir */
 	unsigned int workers_count;
 	bool stop; /* written by the main lcore with release, read by workers with acquire */
 	struct qd_neigh_table neigh; /* master */

@@ -26,6 +26,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "resource_groups.h"
+#include "state_log.h"
 #include "qd_build.h"
 
 #define DEFAULT_CONFIG "/etc/qdispatch/qdispatchd.conf"
@@ -293,6 +294,8 @@ make_workers(struct qd_daemon *d, char *err, size_t err_len)
 			return -ENOMEM;
 		}
 		rc = make_admission(d, err, err_len);
+		if (rc == 0)
+			rc = qd_slog_open(d, err, err_len);
 		if (rc != 0)
 			return rc;
 	}
@@ -319,6 +322,7 @@ make_workers(struct qd_daemon *d, char *err, size_t err_len)
 			proxy_conf_from_config(&wc.proxy_conf, &d->cfg, i);
 			wc.proxy_conf.coord_table = d->coords;
 			wc.proxy_conf.admission = d->admission;
+			wc.proxy_conf.state_ring = qd_slog_ring(d, i);
 			wc.health = (struct qd_health_conf){
 				.interval_ms = d->cfg.health_interval_ms,
 				.timeout_ms = d->cfg.health_timeout_ms,
@@ -438,6 +442,7 @@ stop(struct qd_daemon *d)
 		}
 		rte_ring_free(d->steer[i]);
 	}
+	qd_slog_close(d); /* the workers stopped: their last records go in */
 	qd_route_table_destroy(d->routes);
 	qd_admission_destroy(d->admission);
 	rte_free(d->coords);
@@ -459,6 +464,7 @@ run(struct qd_daemon *d)
 			break;
 		}
 		qd_daemon_service(d, qd_daemon_now_ms());
+		qd_slog_service(d);
 	}
 	if (signal_seen != 0)
 		QD_LOG(NOTICE, main, "signal %d: stopping", (int)signal_seen);

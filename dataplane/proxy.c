@@ -36,6 +36,7 @@
 #include "maglev.h"
 #include "mbuf_queue.h"
 #include "resource_groups.h"
+#include "state_rec.h"
 #include "trino_proto.h"
 
 #define PX_HEAD_SLACK 256 /* framing we add to a rebuilt head, beyond the limit's bytes */
@@ -838,11 +839,41 @@ backend_flush(struct px_backend *be)
 
 /* ---- routes -------------------------------------------------------------- */
 
+/* Hand a record to the main lcore for the state log. A full ring drops it (counted): the
+ * query goes on, only a restart would not know it (docs/operations.md). */
+static void
+slog_emit(struct qd_proxy *px, uint16_t type, const char *id, size_t id_len, uint16_t coord,
+	  int16_t group, int64_t mem, const char *id2, size_t id2_len)
+{
+	if (px->conf.state_ring == NULL)
+		return;
+	struct qd_slog_rec r;
+	memset(&r, 0, sizeof(r));
+	r.type = type;
+	r.version = QD_SLOG_VERSION;
+	if (coord < qd_coord_count(px->ct)) {
+		r.coord_ip_be = px->ct->c[coord].ip_be;
+		r.coord_port = px->ct->c[coord].port;
+	}
+	r.group_hash = group >= 0 && px->adm != NULL ? px->adm->name_hash[group] : 0;
+	r.mem = mem;
+	memcpy(r.id, id, RTE_MIN(id_len, sizeof(r.id) - 1));
+	if (id2 != NULL)
+		memcpy(r.id2, id2, RTE_MIN(id2_len, sizeof(r.id2) - 1));
+	if (rte_ring_sp_enqueue_elem(px->conf.state_ring, &r, sizeof(r)) != 0)
+		PX_COUNT(px, slog_ring_full);
+	else
+		PX_COUNT(px, slog_records);
+}
+
 /* A route ended (exactly once, whoever ended it): its coordinator has one query less and
  * its admission slots go back. */
 static void
 route_ended(struct qd_proxy *px, const struct qd_route_entry *e)
 {
+	if (!e->is_alias)
+		slog_emit(px, QD_SLOG_END, e->id, strnlen(e->id, sizeof(e->id)), e->coord, -1, 0,
+			  NULL, 0);
 	if (e->coord < qd_coord_count(px->ct))
 		__atomic_fetch_sub(&px->ct->c[e->coord].inflight, 1, __ATOMIC_RELAXED);
 	if (e->group >= 0 && px->adm != NULL) {
@@ -867,6 +898,9 @@ route_end(struct px_client *cl, uint64_t *counter)
 	struct qd_route_entry e;
 	if (qd_route_end_take(px->routes, cl->id, cl->id_len, px->now_us, &e) == 0) {
 		qd_stat_add(counter, 1);
+		memcpy(e.id, cl->id, cl->id_len);
+		e.id[cl->id_len] = '\0';
+		e.is_alias = 0;
 		route_ended(px, &e);
 	}
 }
@@ -1294,17 +1328,25 @@ resp_on_body(http_parser *p, const char *at, size_t n)
 						     cl->adm_held ? cl->adm_mem : 0);
 			if (rc == 0) {
 				PX_COUNT(px, routes_created);
+				slog_emit(px, QD_SLOG_ROUTE, be->scan.id, be->scan.id_len, be->coord,
+					  cl->adm_held ? cl->adm_group : -1,
+					  cl->adm_held ? cl->adm_mem : 0, NULL, 0);
 				/* the route owns the slots now: they go back when it ends */
 				cl->adm_held = false;
 				__atomic_fetch_add(&px->ct->c[be->coord].inflight, 1,
 						   __ATOMIC_RELAXED);
 				coord_note_dispatch(px, be->coord);
 				/* the placeholder the client saw first names the query too */
-				if (cl->alias[0] != '\0' &&
-				    qd_route_insert_alias(px->routes, cl->alias, strlen(cl->alias),
-							  be->scan.id, be->scan.id_len,
-							  px->now_us) != 0)
-					PX_COUNT(px, routes_full);
+				if (cl->alias[0] != '\0') {
+					size_t al = strlen(cl->alias);
+					if (qd_route_insert_alias(px->routes, cl->alias, al,
+								  be->scan.id, be->scan.id_len,
+								  px->now_us) != 0)
+						PX_COUNT(px, routes_full);
+					else
+						slog_emit(px, QD_SLOG_ALIAS, cl->alias, al, be->coord,
+							  -1, 0, be->scan.id, be->scan.id_len);
+				}
 				cl->alias[0] = '\0';
 	cl->submit_wait = false;
 			}

@@ -24,6 +24,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <rte_ring.h>
+
 #include "admission.h"
 #include "config.h"
 #include "coord_table.h"
@@ -85,7 +87,9 @@
 	X(adm_canceled)          /* DELETE of a queued query */                            \
 	X(adm_ended_queued)      /* final answers for queued queries that ended there */   \
 	X(adm_released)          /* slots given back */                                    \
-	X(adm_statement_too_big) /* admission.max_statement_bytes: 413 */
+	X(adm_statement_too_big) /* admission.max_statement_bytes: 413 */                \
+	X(slog_records)          /* state log records handed to the main lcore */          \
+	X(slog_ring_full)        /* ... dropped: the hand-off ring was full */
 
 struct qd_proxy_counters {
 #define QD_X(name) uint64_t name;
@@ -135,6 +139,7 @@ struct qd_proxy_conf {
 	enum qd_placement_policy placement;
 	uint32_t max_statement_bytes;         /* SQL of a submission held for admission */
 	uint32_t poll_wait_ms;                /* a queued query's poll is held this long */
+	struct rte_ring *state_ring;          /* records for the state log; NULL: none */
 };
 
 struct qd_proxy;

@@ -429,6 +429,22 @@ qd_route_sweep(struct qd_route_table *t, unsigned int thread, unsigned int strip
 }
 
 uint32_t
+qd_route_foreach(struct qd_route_table *t, qd_route_visit_fn fn, void *ctx)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < t->positions; i++) {
+		const struct qd_route_entry *e = &t->entries[i];
+		if (__atomic_load_n(&e->live, __ATOMIC_ACQUIRE) == 0 ||
+		    __atomic_load_n(&e->ended, __ATOMIC_ACQUIRE) != 0)
+			continue;
+		n++;
+		if (!fn(ctx, e))
+			break;
+	}
+	return n;
+}
+
+uint32_t
 qd_route_count(const struct qd_route_table *t)
 {
 	return __atomic_load_n(&t->live_count, __ATOMIC_RELAXED);

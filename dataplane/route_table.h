@@ -139,6 +139,13 @@ uint32_t qd_route_sweep(struct qd_route_table *t, unsigned int thread, unsigned 
 			uint64_t linger_us, uint64_t dead_mask, uint32_t *dead_removed,
 			qd_route_ended_fn fn, void *ctx);
 
+/* Call <fn> for every route whose query has not ended (aliases included: is_alias), in
+ * position order; <fn> returning false stops. For the main lcore (the state log's
+ * snapshot): entries read with relaxed loads while workers run, so the view is fuzzy, which
+ * is what the log's replay tolerates. Returns the entries visited. */
+typedef bool (*qd_route_visit_fn)(void *ctx, const struct qd_route_entry *e);
+uint32_t qd_route_foreach(struct qd_route_table *t, qd_route_visit_fn fn, void *ctx);
+
 /* Routes in the table now, lingering ones included (exact when no writer runs). */
 uint32_t qd_route_count(const struct qd_route_table *t);
 /* Of those, routes whose query has ended and that only linger. */
