@@ -156,6 +156,9 @@ restore_one(void *ctx, const struct qd_route_entry *e)
 		return true;
 	}
 	s->st.restored_routes++;
+	/* the workers check it with its coordinator (reconcile): it may have ended while we
+	 * were down */
+	__atomic_store_n(&((struct qd_route_entry *)e)->restored, 1, __ATOMIC_RELEASE);
 	__atomic_fetch_add(&d->coords->c[e->coord].inflight, 1, __ATOMIC_RELAXED);
 	if (e->group >= 0 && d->admission != NULL) {
 		qd_admission_restore(d->admission, e->group, e->mem);
@@ -394,7 +397,7 @@ qd_slog_service(struct qd_daemon *d)
 				s->st.failed++;
 	}
 	reap(s);
-	if (!s->broken && s->since_snapshot >= QD_SLOG_SNAPSHOT_EVERY)
+	if (!s->broken && s->since_snapshot >= d->cfg.state_snapshot_every)
 		snapshot(s);
 }
 

@@ -23,7 +23,6 @@ struct rte_ring;
 
 #define QD_SLOG_RING_SIZE 16384u   /* records per worker ring */
 #define QD_SLOG_DRAIN_MAX 8192u    /* records taken from the rings per service call */
-#define QD_SLOG_SNAPSHOT_EVERY 200000u /* records between snapshots */
 
 struct qd_slog_stats {
 	uint64_t appended;         /* records given to the log */

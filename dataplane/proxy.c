@@ -2710,6 +2710,26 @@ qd_proxy_poll(struct qd_proxy *px, uint64_t now_us)
 	}
 }
 
+int
+qd_proxy_end_route(struct qd_proxy *px, const char *id, size_t id_len, enum qd_proxy_end why)
+{
+	struct qd_route_entry e;
+	int rc = qd_route_end_take(px->routes, id, id_len, px->now_us, &e);
+	if (rc != 0)
+		return rc;
+	qd_stat_add(why == QD_PROXY_END_FINISHED ? &px->counters.routes_ended_finished
+		    : why == QD_PROXY_END_FAILED ? &px->counters.routes_ended_failed
+						 : &px->counters.routes_ended_gone,
+		    1);
+	PX_COUNT(px, routes_reconciled);
+	size_t n = RTE_MIN(id_len, sizeof(e.id) - 1);
+	memcpy(e.id, id, n);
+	e.id[n] = '\0';
+	e.is_alias = 0;
+	route_ended(px, &e);
+	return 0;
+}
+
 /* ---- set-up -------------------------------------------------------------- */
 
 struct qd_proxy *

@@ -89,7 +89,8 @@
 	X(adm_released)          /* slots given back */                                    \
 	X(adm_statement_too_big) /* admission.max_statement_bytes: 413 */                \
 	X(slog_records)          /* state log records handed to the main lcore */          \
-	X(slog_ring_full)        /* ... dropped: the hand-off ring was full */
+	X(slog_ring_full)        /* ... dropped: the hand-off ring was full */               \
+	X(routes_reconciled)     /* restored routes whose coordinator said the query ended */
 
 struct qd_proxy_counters {
 #define QD_X(name) uint64_t name;
@@ -154,6 +155,17 @@ void qd_proxy_destroy(struct qd_proxy *px);
 void qd_proxy_poll(struct qd_proxy *px, uint64_t now_us);
 /* The time callbacks from the stack see (set before qd_tcp_input/timers). */
 void qd_proxy_set_now(struct qd_proxy *px, uint64_t now_us);
+
+enum qd_proxy_end {
+	QD_PROXY_END_FINISHED,
+	QD_PROXY_END_FAILED,
+	QD_PROXY_END_GONE,   /* the coordinator does not know the query */
+};
+
+/* The coordinator of query <id> says it is over (the reconciliation of routes restored from
+ * the state log): its route ends here, counted by <why> and as reconciled, its slots go
+ * back. 0, or -ENOENT (no route) / -EALREADY (ended already). Worker lcore. */
+int qd_proxy_end_route(struct qd_proxy *px, const char *id, size_t id_len, enum qd_proxy_end why);
 
 /* Reader side (main lcore): relaxed snapshots. */
 void qd_proxy_read(const struct qd_proxy *px, struct qd_proxy_counters *c,

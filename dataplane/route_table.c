@@ -172,6 +172,7 @@ qd_route_insert_adm(struct qd_route_table *t, const char *id, size_t id_len, uin
 	e->group = group;
 	e->mem = mem;
 	e->is_alias = 0;
+	e->restored = 0;
 	e->alias_pos = QD_ROUTE_NO_ALIAS;
 	e->ended_us = 0;
 	__atomic_store_n(&e->ended, 0, __ATOMIC_RELAXED);

@@ -49,7 +49,8 @@ struct qd_route_entry {
 	uint16_t owner;             /* worker index that created it */
 	int16_t group;              /* admission group holding a slot for it, -1 none */
 	uint8_t is_alias;           /* another name of the query at <alias_pos> */
-	uint8_t pad;
+	uint8_t restored;           /* replayed from the state log: its coordinator has not
+				     * confirmed it still runs (cleared once checked) */
 	uint32_t alias_pos;         /* alias: its query's position; query: its alias's, or NONE */
 	int64_t mem;                /* its PEAK_MEMORY estimate held in that group */
 	uint32_t live;              /* 1 between insert and the winning remove */

@@ -237,6 +237,8 @@ DEFINE_UINT_KEY(key_adm_batch, admission_batch, uint32_t, "admission.batch", 0, 
 DEFINE_UINT_KEY(key_health_interval, health_interval_ms, uint32_t, "health.interval_ms", 0,
 		3600000)
 DEFINE_UINT_KEY(key_health_timeout, health_timeout_ms, uint32_t, "health.timeout_ms", 10, 600000)
+DEFINE_UINT_KEY(key_state_snap, state_snapshot_every, uint32_t, "state.snapshot_every", 10,
+		100000000)
 DEFINE_UINT_KEY(key_health_rise, health_rise, uint32_t, "health.rise", 1, 100)
 DEFINE_UINT_KEY(key_health_fall, health_fall, uint32_t, "health.fall", 1, 100)
 
@@ -537,6 +539,7 @@ static const struct key_desc keys[] = {
 	{"health.fall", key_health_fall, false},
 	{"placement.policy", key_placement, false},
 	{"state.dir", key_state_dir, false},
+	{"state.snapshot_every", key_state_snap, false},
 	{"service.echo_port", key_service_echo, false},
 	{"service.discard_port", key_service_discard, false},
 	{"fault.rx_loss_ppm", key_fault_rx_loss, false},
@@ -621,6 +624,7 @@ qd_config_defaults(struct qd_config *cfg)
 	cfg->health_rise = 2;
 	cfg->health_fall = 2;
 	cfg->placement_policy = QD_PLACEMENT_LEAST_LOADED;
+	cfg->state_snapshot_every = 200000;
 	/* fault.*: all off (zeroed above); these two only matter once reordering is on. */
 	cfg->fault_reorder_gap = 3;
 	cfg->fault_reorder_hold_us = 1000;

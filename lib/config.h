@@ -157,6 +157,7 @@ struct qd_config {
 	uint32_t health_fall;
 	/* [state] durable logs (docs/wal.md): <dir>/seed and <dir>/state; "" = none */
 	char state_dir[QD_CONFIG_STR_MAX];
+	uint32_t state_snapshot_every; /* state log records between snapshots */
 	/* [placement] */
 	enum qd_placement_policy placement_policy;
 
