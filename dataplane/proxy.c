@@ -2312,6 +2312,12 @@ static void
 client_free(struct px_client *cl)
 {
 	struct qd_proxy *px = cl->px;
+	if (cl->submit_wait && cl->tm.list == &px->park_wait) {
+		/* Its client never saw the placeholder: nobody can poll it, it goes now. */
+		qd_admission_cancel(px->adm, px->conf.worker_index, cl->park_entry, px->now_us);
+		qd_admission_done_answered(px->adm, cl->park_entry);
+		cl->submit_wait = false;
+	}
 	list_remove(&cl->tm);
 	qd_inq_clear(&cl->in);
 	qd_outq_clear(&cl->out);
