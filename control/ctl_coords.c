@@ -3,9 +3,17 @@
  *
  * The main lcore reads the shared table (dataplane/coord_table.h) with relaxed
  * loads while the workers write it, so a reply is a snapshot of each field, not
- * of the table as one. The drain flag is the main lcore's own field: drain and
- * undrain store it and the workers see it at their next placement; queries
- * already routed to a drained coordinator go on there.
+ * of the table as one. The drain and removed flags are the main lcore's own
+ * fields: drain, undrain and coordinator_remove store them and the workers see
+ * them at their next placement; queries already routed to a drained or removed
+ * coordinator go on there. coordinator_add fills the next entry and publishes
+ * the count (the table is append-only: an index is never reused, so routes keep
+ * theirs; a removed coordinator added back gets its old index).
+ *
+ * Every change is made durable in the seed log first (control/seed_log.h) and
+ * applied only when that succeeded, so what qdctl reports is what a restart
+ * replays. Without state.dir the changes are applied at once and the replies
+ * say "durable": false.
  *
  * Times in the table are the workers' clock (TSC microseconds, the now_us of
  * worker.c), not CLOCK_MONOTONIC, so ages are computed on that clock here.
@@ -23,6 +31,7 @@
 #include "coord_table.h"
 #include "ctl_tcp.h"
 #include "daemon.h"
+#include "seed_log.h"
 
 /* The workers' now_us (worker.c: rdtsc / TSC ticks per microsecond). */
 static uint64_t
@@ -78,6 +87,7 @@ coord_json(const struct qd_coord *c, uint64_t now_us)
 	json_object_set_new(o, "weight", json_integer(c->weight));
 	json_object_set_new(o, "health", json_string(qd_coord_health_name(health)));
 	json_object_set_new(o, "drained", json_boolean(qd_coord_load32(&c->drained) != 0));
+	json_object_set_new(o, "removed", json_boolean(qd_coord_load32(&c->removed) != 0));
 	json_object_set_new(o, "usable", json_boolean(qd_coord_usable(c, now_us)));
 	json_object_set_new(o, "cluster_running",
 			    json_integer(qd_coord_load32(&c->cluster_running)));
@@ -113,7 +123,7 @@ qd_ctl_coords_json(const struct qd_daemon *d)
 	if (d->coords == NULL)
 		return arr;
 	uint64_t now_us = worker_now_us();
-	unsigned int n = RTE_MIN(d->coords->count, (unsigned int)QD_COORDS_MAX);
+	unsigned int n = RTE_MIN(qd_coord_count(d->coords), (unsigned int)QD_COORDS_MAX);
 	for (unsigned int i = 0; i < n; i++)
 		json_array_append_new(arr, coord_json(&d->coords->c[i], now_us));
 	return arr;
@@ -124,13 +134,27 @@ qd_ctl_coordinators(void *ctx, const json_t *args, json_t **data, char *err, siz
 {
 	(void)args, (void)err, (void)err_len;
 	const struct qd_daemon *d = ctx;
-	*data = json_pack("{s:o, s:{s:i, s:i, s:i, s:i}}", "coordinators", qd_ctl_coords_json(d),
-			  "health", "interval_ms", (int)d->cfg.health_interval_ms, "timeout_ms",
-			  (int)d->cfg.health_timeout_ms, "rise", (int)d->cfg.health_rise, "fall",
-			  (int)d->cfg.health_fall);
+	*data = json_pack("{s:o, s:{s:i, s:i, s:i, s:i}, s:b}", "coordinators",
+			  qd_ctl_coords_json(d), "health", "interval_ms",
+			  (int)d->cfg.health_interval_ms, "timeout_ms", (int)d->cfg.health_timeout_ms,
+			  "rise", (int)d->cfg.health_rise, "fall", (int)d->cfg.health_fall, "durable",
+			  qd_seed_durable(d));
 	if (*data == NULL) {
 		snprintf(err, err_len, "coordinators: cannot build reply");
 		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* args "coordinator" ("a.b.c.d:port") into <ip_be>, <port>; -EINVAL with <err> set. */
+static int
+parse_coord(const char *cmd, const json_t *args, uint32_t *ip_be, uint16_t *port, char *err,
+	    size_t err_len)
+{
+	const char *target = json_string_value(json_object_get(args, "coordinator"));
+	if (target == NULL || qd_ctl_parse_target(target, ip_be, port) != 0 || *port == 0) {
+		snprintf(err, err_len, "args \"coordinator\" must be \"a.b.c.d:port\" (%s)", cmd);
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -144,17 +168,15 @@ find_coord(struct qd_daemon *d, const char *cmd, const json_t *args, char *err, 
 	const char *target = json_string_value(json_object_get(args, "coordinator"));
 	uint32_t ip_be;
 	uint16_t port;
-	if (target == NULL || qd_ctl_parse_target(target, &ip_be, &port) != 0) {
-		snprintf(err, err_len, "args \"coordinator\" must be \"a.b.c.d:port\" (%s)", cmd);
-		*rc = -EINVAL;
+	*rc = parse_coord(cmd, args, &ip_be, &port, err, err_len);
+	if (*rc != 0)
 		return NULL;
-	}
-	if (d->coords == NULL || d->coords->count == 0) {
+	if (d->coords == NULL || qd_coord_count(d->coords) == 0) {
 		snprintf(err, err_len, "no coordinators are configured");
 		*rc = -ENOENT;
 		return NULL;
 	}
-	unsigned int n = RTE_MIN(d->coords->count, (unsigned int)QD_COORDS_MAX);
+	unsigned int n = RTE_MIN(qd_coord_count(d->coords), (unsigned int)QD_COORDS_MAX);
 	for (unsigned int i = 0; i < n; i++) {
 		struct qd_coord *c = &d->coords->c[i];
 		if (c->ip_be == ip_be && c->port == port)
@@ -174,6 +196,34 @@ find_coord(struct qd_daemon *d, const char *cmd, const json_t *args, char *err, 
 	return NULL;
 }
 
+/* Durable first (the seed log), then applied; <err> names the command. */
+static int
+change(struct qd_daemon *d, const char *cmd, const struct qd_seed_rec *r, char *err,
+       size_t err_len)
+{
+	char why[384];
+	int rc = qd_seed_append(d, r, why, sizeof(why));
+	if (rc != 0) {
+		snprintf(err, err_len, "%s (nothing changed)", why);
+		return rc;
+	}
+	rc = qd_seed_apply(d, r);
+	if (rc != 0)
+		snprintf(err, err_len, "%s: recorded but not applied: %s (a restart applies it)", cmd,
+			 strerror(-rc));
+	return rc;
+}
+
+static json_t *
+reply_json(struct qd_daemon *d, const struct qd_coord *c, bool changed)
+{
+	json_t *o = coord_json(c, worker_now_us());
+	json_object_set_new(o, "index", json_integer(c - d->coords->c));
+	json_object_set_new(o, "changed", json_boolean(changed));
+	json_object_set_new(o, "durable", json_boolean(qd_seed_durable(d)));
+	return o;
+}
+
 static int
 set_drained(struct qd_daemon *d, const char *cmd, bool drained, const json_t *args,
 	    json_t **data, char *err, size_t err_len)
@@ -183,10 +233,17 @@ set_drained(struct qd_daemon *d, const char *cmd, bool drained, const json_t *ar
 	if (c == NULL)
 		return rc;
 	bool was = qd_coord_load32(&c->drained) != 0;
-	/* The main lcore is the only writer of this field (coord_table.h). */
-	__atomic_store_n(&c->drained, drained ? 1u : 0u, __ATOMIC_RELAXED);
-	*data = coord_json(c, worker_now_us());
-	json_object_set_new(*data, "changed", json_boolean(was != drained));
+	if (was != drained) {
+		struct qd_seed_rec r = {
+			.type = drained ? QD_SEED_COORD_DRAIN : QD_SEED_COORD_UNDRAIN,
+			.ip_be = c->ip_be,
+			.port = c->port,
+		};
+		rc = change(d, cmd, &r, err, err_len);
+		if (rc != 0)
+			return rc;
+	}
+	*data = reply_json(d, c, was != drained);
 	return 0;
 }
 
@@ -200,4 +257,100 @@ int
 qd_ctl_undrain(void *ctx, const json_t *args, json_t **data, char *err, size_t err_len)
 {
 	return set_drained(ctx, "undrain", false, args, data, err, err_len);
+}
+
+int
+qd_ctl_coordinator_add(void *ctx, const json_t *args, json_t **data, char *err, size_t err_len)
+{
+	struct qd_daemon *d = ctx;
+	uint32_t ip_be;
+	uint16_t port;
+	int rc = parse_coord("coordinator_add", args, &ip_be, &port, err, err_len);
+	if (rc != 0)
+		return rc;
+	const json_t *jw = json_object_get(args, "weight");
+	if (jw != NULL && (!json_is_integer(jw) || json_integer_value(jw) < 1 ||
+			   json_integer_value(jw) > 1000)) {
+		snprintf(err, err_len, "args \"weight\" must be an integer 1..1000");
+		return -EINVAL;
+	}
+	uint16_t weight = jw != NULL ? (uint16_t)json_integer_value(jw) : 1;
+	if (d->coords == NULL) {
+		snprintf(err, err_len, "no coordinator table");
+		return -ENOENT;
+	}
+	char addr[32];
+	struct qd_coord key = {.ip_be = ip_be, .port = port};
+	coord_addr(&key, addr, sizeof(addr));
+	unsigned int n = RTE_MIN(qd_coord_count(d->coords), (unsigned int)QD_COORDS_MAX);
+	struct qd_coord *c = NULL;
+	for (unsigned int i = 0; i < n && c == NULL; i++)
+		if (d->coords->c[i].ip_be == ip_be && d->coords->c[i].port == port)
+			c = &d->coords->c[i];
+	if (c != NULL && qd_coord_load32(&c->removed) == 0) {
+		snprintf(err, err_len, "%s is already a coordinator (index %u)", addr,
+			 (unsigned int)(c - d->coords->c));
+		return -EEXIST;
+	}
+	if (c != NULL && jw != NULL && c->weight != weight) {
+		/* Placement reads the weight as fixed: it does not change at run time. */
+		snprintf(err, err_len, "%s was removed with weight %u; it comes back with that "
+			 "weight (leave --weight out, or change it in the config and restart)",
+			 addr, (unsigned int)c->weight);
+		return -EINVAL;
+	}
+	if (c == NULL && n >= QD_COORDS_MAX) {
+		snprintf(err, err_len, "the coordinator table is full (%d entries; removed ones "
+			 "keep theirs until a restart with them gone from the seed log and config)",
+			 QD_COORDS_MAX);
+		return -ENOSPC;
+	}
+	/* Its next hop must be resolved before anyone connects (start_neigh does this for
+	 * the ones known at start-up); refuse before anything is written. */
+	if (d->neigh.capacity > 0 && qd_neigh_want(&d->neigh, ip_be, true, qd_daemon_now_ms()) != 0) {
+		snprintf(err, err_len, "neighbour table full: cannot resolve %s", addr);
+		return -ENOSPC;
+	}
+	struct qd_seed_rec r = {.type = QD_SEED_COORD_ADD, .ip_be = ip_be, .port = port,
+				.weight = c != NULL ? c->weight : weight};
+	bool readd = c != NULL;
+	rc = change(d, "coordinator_add", &r, err, err_len);
+	if (rc != 0)
+		return rc;
+	if (c == NULL) {
+		for (unsigned int i = 0; i < qd_coord_count(d->coords) && c == NULL; i++)
+			if (d->coords->c[i].ip_be == ip_be && d->coords->c[i].port == port)
+				c = &d->coords->c[i];
+	}
+	if (c == NULL) {
+		snprintf(err, err_len, "coordinator_add: %s vanished", addr);
+		return -EIO;
+	}
+	*data = reply_json(d, c, true);
+	json_object_set_new(*data, "added_back", json_boolean(readd));
+	/* Without a proxy (the dispatcher started with no coordinator) it waits for a
+	 * restart to take queries. */
+	json_object_set_new(*data, "proxy", json_boolean(d->routes != NULL));
+	return 0;
+}
+
+int
+qd_ctl_coordinator_remove(void *ctx, const json_t *args, json_t **data, char *err,
+			  size_t err_len)
+{
+	struct qd_daemon *d = ctx;
+	int rc = 0;
+	struct qd_coord *c = find_coord(d, "coordinator_remove", args, err, err_len, &rc);
+	if (c == NULL)
+		return rc;
+	bool was = qd_coord_load32(&c->removed) != 0;
+	if (!was) {
+		struct qd_seed_rec r = {.type = QD_SEED_COORD_REMOVE, .ip_be = c->ip_be,
+					.port = c->port};
+		rc = change(d, "coordinator_remove", &r, err, err_len);
+		if (rc != 0)
+			return rc;
+	}
+	*data = reply_json(d, c, !was);
+	return 0;
 }

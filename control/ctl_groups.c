@@ -23,6 +23,7 @@
 #include "daemon.h"
 #include "resource_groups.h"
 #include "route_table.h"
+#include "seed_log.h"
 
 static json_t *
 group_json(const struct qd_admission *a, unsigned int g)
@@ -150,8 +151,18 @@ qd_ctl_reload_groups(void *ctx, const json_t *args, json_t **data, char *err, si
 	if (path != d->cfg.admission_resource_groups)
 		snprintf(d->cfg.admission_resource_groups, sizeof(d->cfg.admission_resource_groups),
 			 "%s", path);
-	*data = json_pack("{s:s, s:I, s:I}", "file", d->cfg.admission_resource_groups, "groups",
-			  (json_int_t)groups, "reloads",
-			  (json_int_t)__atomic_load_n(&d->admission->reloads, __ATOMIC_RELAXED));
+	/* The seed log keeps the file (and its content hash) for the next start. */
+	char why[384];
+	rc = qd_seed_record_groups(d, d->cfg.admission_resource_groups, why, sizeof(why));
+	if (rc != 0) {
+		snprintf(err, err_len, "%s: reloaded and applied in memory, but not recorded: %s "
+			 "(a restart loads the file recorded before)", d->cfg.admission_resource_groups,
+			 why);
+		return rc;
+	}
+	*data = json_pack("{s:s, s:I, s:I, s:b}", "file", d->cfg.admission_resource_groups,
+			  "groups", (json_int_t)groups, "reloads",
+			  (json_int_t)__atomic_load_n(&d->admission->reloads, __ATOMIC_RELAXED),
+			  "durable", qd_seed_durable(d));
 	return *data != NULL ? 0 : -ENOMEM;
 }

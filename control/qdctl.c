@@ -48,17 +48,31 @@ usage(FILE *out)
 		"             the result (exit 0 only when every connection passed)\n"
 		"  coordinators\n"
 		"             the coordinator table: address, weight, health (unknown until the\n"
-		"             first check, then up or down), whether it is drained, whether new\n"
-		"             queries may go there now (USABLE: not down, not drained, and no\n"
-		"             recent failed connection from the proxy), the running and queued\n"
-		"             queries its last /v1/cluster reported, the queries this dispatcher\n"
-		"             has in flight there, health checks passed/failed and the reason\n"
-		"             of the last failed one\n"
+		"             first check, then up or down; \"removed\" for one taken out), whether\n"
+		"             it is drained, whether new queries may go there now (USABLE: not\n"
+		"             down, not drained, not removed, and no recent failed connection\n"
+		"             from the proxy), the running and queued queries its last\n"
+		"             /v1/cluster reported, the queries this dispatcher has in flight\n"
+		"             there, health checks passed/failed and the reason of the last\n"
+		"             failed one\n"
+		"  coordinators add ADDR:PORT [--weight N]\n"
+		"             add coordinator ADDR:PORT (e.g. 10.213.0.203:8080) while running,\n"
+		"             with placement weight N (1..1000, default 1): it is health\n"
+		"             checked at once and takes new queries once it is up. It comes\n"
+		"             after the configured ones and keeps its place across restarts.\n"
+		"             Adding a removed coordinator back undoes the removal (same\n"
+		"             weight). Refused for a coordinator already in the table and\n"
+		"             when the table holds 64 (removed ones count)\n"
+		"  coordinators remove ADDR:PORT\n"
+		"             take coordinator ADDR:PORT out while running: no new queries go\n"
+		"             there and it is no longer checked; queries already running there\n"
+		"             go on to their end (as with drain). It stays in the table as\n"
+		"             removed, so that it can be added back\n"
 		"  drain ADDR:PORT\n"
 		"             send no new query to coordinator ADDR:PORT (as written in the\n"
 		"             configuration, e.g. 10.213.0.201:8080); queries already running\n"
 		"             there go on to their end. For maintenance: drain, wait until\n"
-		"             INFLIGHT is 0, then stop the coordinator. Not kept across restarts\n"
+		"             INFLIGHT is 0, then stop the coordinator\n"
 		"  groups     admission control: every resource group (dotted name) with its\n"
 		"             hardConcurrencyLimit, RUNNING, QUEUED (in this group; below it\n"
 		"             in parentheses), slots in the workers' reserves and in the\n"
@@ -77,12 +91,19 @@ usage(FILE *out)
 		"             send new queries to ADDR:PORT again (once its health is up)\n"
 		"  help       the commands this daemon serves\n"
 		"\n"
+		"Durability: with state.dir set, qdispatchd writes every change made by\n"
+		"coordinators add/remove, drain, undrain and reload-groups to its seed log\n"
+		"and fsyncs it before it applies the change and answers; a change that\n"
+		"cannot be made durable is not applied (exit 1). Without state.dir changes\n"
+		"apply at once but are lost at a restart (--json: \"durable\": false).\n"
+		"\n"
 		"Options:\n"
 		"  -s, --socket PATH   control socket (default: $QD_CTL_SOCKET, else\n"
 		"                      " QD_CTL_SOCKET_DEFAULT ")\n"
 		"  -j, --json          print the reply's data as JSON instead of tables\n"
 		"  -t, --timeout MS    give up after MS milliseconds (default 5000; 120000 for\n"
-		"                      tcp-probe)\n"
+		"                      tcp-probe; 15000 for changes, which wait for an fsync)\n"
+		"  -w, --weight N      coordinators add: the new coordinator's weight\n"
 		"  -V, --version       print the version and exit\n"
 		"  -h, --help          print this help and exit\n"
 		"\n"
@@ -93,7 +114,9 @@ usage(FILE *out)
 		"Examples:\n"
 		"  qdctl coordinators\n"
 		"  qdctl --json coordinators | jq '.coordinators[] | select(.health != \"up\")'\n"
-		"  qdctl drain 10.213.0.201:8080 && qdctl coordinators\n");
+		"  qdctl drain 10.213.0.201:8080 && qdctl coordinators\n"
+		"  qdctl coordinators add 10.213.0.203:8080 --weight 2\n"
+		"  qdctl coordinators remove 10.213.0.203:8080\n");
 }
 
 static int
@@ -345,8 +368,9 @@ print_coordinators(const json_t *d)
 		snprintf(checks, sizeof(checks), "%lld/%lld", num(c, "checks_ok"),
 			 num(c, "checks_failed"));
 		const char *last = str(c, "last_error");
+		bool removed = json_is_true(json_object_get(c, "removed"));
 		printf("%-21s %6lld %-7s %-7s %-6s %7lld %7lld %8lld %-16s %s\n",
-		       str(c, "coordinator"), num(c, "weight"), str(c, "health"),
+		       str(c, "coordinator"), num(c, "weight"), removed ? "removed" : str(c, "health"),
 		       json_is_true(json_object_get(c, "drained")) ? "yes" : "no",
 		       json_is_true(json_object_get(c, "usable")) ? "yes" : "no",
 		       num(c, "cluster_running"), num(c, "cluster_queued"), num(c, "inflight"),
@@ -356,6 +380,9 @@ print_coordinators(const json_t *d)
 		printf("(no coordinators configured)\n");
 		return;
 	}
+	if (!json_is_true(json_object_get(d, "durable")))
+		printf("changes are not durable (no state.dir): add, remove and drain are lost at a "
+		       "restart\n");
 	const json_t *h = json_object_get(d, "health");
 	if (num(h, "interval_ms") == 0)
 		printf("health checks off (health.interval_ms = 0): passive detection only\n");
@@ -431,6 +458,81 @@ parse_count(const char *what, const char *s, long long max, long long *out)
 	return 0;
 }
 
+/* What a change reply says about surviving a restart. */
+static const char *
+durability(const json_t *d)
+{
+	if (!json_is_true(json_object_get(d, "changed")))
+		return "";
+	return json_is_true(json_object_get(d, "durable"))
+		       ? "; kept across restarts"
+		       : "; NOT kept across restarts (no state.dir)";
+}
+
+/* ADDR:PORT as the daemon takes it; prints the usage error. */
+static bool
+addr_ok(const char *cmd, const char *a)
+{
+	const char *colon = strrchr(a, ':');
+	if (colon == NULL || colon == a || colon[1] == '\0') {
+		fprintf(stderr, "qdctl: %s: '%s' is not ADDR:PORT (e.g. 10.213.0.201:8080)\n", cmd,
+			a);
+		return false;
+	}
+	return true;
+}
+
+/* coordinators add ADDR:PORT [--weight N] / coordinators remove ADDR:PORT */
+static int
+coordinators_change(const char *path, int argc, char **argv, long weight, bool json_out,
+		    int timeout_ms)
+{
+	bool add = strcmp(argv[0], "add") == 0;
+	if ((!add && strcmp(argv[0], "remove") != 0) || argc != 2) {
+		fprintf(stderr, "qdctl: usage: coordinators add ADDR:PORT [--weight N] | "
+			"coordinators remove ADDR:PORT\n");
+		return EXIT_USAGE;
+	}
+	const char *what = add ? "coordinators add" : "coordinators remove";
+	if (!addr_ok(what, argv[1]))
+		return EXIT_USAGE;
+	if (!add && weight > 0) {
+		fprintf(stderr, "qdctl: coordinators remove takes no --weight\n");
+		return EXIT_USAGE;
+	}
+	json_t *args = json_pack("{s:s}", "coordinator", argv[1]);
+	if (weight > 0)
+		json_object_set_new(args, "weight", json_integer(weight));
+	int status = EXIT_OK;
+	json_t *reply = request(path, add ? "coordinator_add" : "coordinator_remove", args,
+				timeout_ms, &status);
+	json_decref(args);
+	if (reply == NULL)
+		return status;
+	const json_t *d = json_object_get(reply, "data");
+	if (json_out) {
+		json_dumpf(d, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		printf("\n");
+	} else if (add) {
+		printf("coordinator %s %s at index %lld (weight %lld): health checks start now, new "
+		       "queries go there once it is up%s\n",
+		       str(d, "coordinator"),
+		       json_is_true(json_object_get(d, "added_back")) ? "added back" : "added",
+		       num(d, "index"), num(d, "weight"), durability(d));
+		if (!json_is_true(json_object_get(d, "proxy")))
+			printf("note: this dispatcher started without coordinators, so it runs no "
+			       "query proxy: restart it for queries to go there\n");
+	} else {
+		printf("coordinator %s %s: no new queries go there and it is no longer checked; "
+		       "%lld in flight there go on%s\n",
+		       str(d, "coordinator"),
+		       json_is_true(json_object_get(d, "changed")) ? "removed" : "was removed already",
+		       num(d, "inflight"), durability(d));
+	}
+	json_decref(reply);
+	return EXIT_OK;
+}
+
 /* drain / undrain ADDR:PORT */
 static int
 drain(const char *path, const char *cmd, int argc, char **argv, bool json_out, int timeout_ms)
@@ -440,12 +542,8 @@ drain(const char *path, const char *cmd, int argc, char **argv, bool json_out, i
 			"10.213.0.201:8080)\n", cmd);
 		return EXIT_USAGE;
 	}
-	const char *colon = strrchr(argv[0], ':');
-	if (colon == NULL || colon == argv[0] || colon[1] == '\0') {
-		fprintf(stderr, "qdctl: %s: '%s' is not ADDR:PORT (e.g. 10.213.0.201:8080)\n", cmd,
-			argv[0]);
+	if (!addr_ok(cmd, argv[0]))
 		return EXIT_USAGE;
-	}
 	json_t *args = json_pack("{s:s}", "coordinator", argv[0]);
 	int status = EXIT_OK;
 	json_t *reply = request(path, cmd, args, timeout_ms, &status);
@@ -458,16 +556,16 @@ drain(const char *path, const char *cmd, int argc, char **argv, bool json_out, i
 		printf("\n");
 	} else if (strcmp(cmd, "drain") == 0) {
 		printf("coordinator %s %s: no new queries go there; %lld in flight there go on "
-		       "(health %s)\n",
+		       "(health %s)%s\n",
 		       str(d, "coordinator"),
 		       json_is_true(json_object_get(d, "changed")) ? "drained" : "was drained already",
-		       num(d, "inflight"), str(d, "health"));
+		       num(d, "inflight"), str(d, "health"), durability(d));
 	} else {
-		printf("coordinator %s %s: new queries go there %s (health %s)\n",
+		printf("coordinator %s %s: new queries go there %s (health %s)%s\n",
 		       str(d, "coordinator"),
 		       json_is_true(json_object_get(d, "changed")) ? "undrained" : "was not drained",
 		       json_is_true(json_object_get(d, "usable")) ? "again" : "once it is usable",
-		       str(d, "health"));
+		       str(d, "health"), durability(d));
 	}
 	json_decref(reply);
 	return EXIT_OK;
@@ -530,8 +628,11 @@ reload_groups(const char *path, int argc, char **argv, bool json_out, int timeou
 		json_dumpf(d, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		printf("\n");
 	} else {
-		printf("resource groups reloaded from %s: %lld groups (reload %lld)\n", str(d, "file"),
-		       num(d, "groups"), num(d, "reloads"));
+		printf("resource groups reloaded from %s: %lld groups (reload %lld)%s\n",
+		       str(d, "file"), num(d, "groups"), num(d, "reloads"),
+		       json_is_true(json_object_get(d, "durable"))
+			       ? "; the file is recorded for the next start"
+			       : "");
 	}
 	json_decref(reply);
 	return EXIT_OK;
@@ -607,6 +708,7 @@ main(int argc, char **argv)
 		{"socket", required_argument, NULL, 's'},
 		{"json", no_argument, NULL, 'j'},
 		{"timeout", required_argument, NULL, 't'},
+		{"weight", required_argument, NULL, 'w'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -617,8 +719,9 @@ main(int argc, char **argv)
 	bool json_out = false;
 	int timeout_ms = 5000;
 	bool timeout_set = false;
+	long weight = 0;
 	int c;
-	while ((c = getopt_long(argc, argv, "s:jt:Vh", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:jt:w:Vh", longs, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			path = optarg;
@@ -637,6 +740,15 @@ main(int argc, char **argv)
 			timeout_set = true;
 			break;
 		}
+		case 'w': {
+			char *end = NULL;
+			weight = strtol(optarg, &end, 10);
+			if (*end != '\0' || weight < 1 || weight > 1000) {
+				fprintf(stderr, "qdctl: --weight: '%s' is not 1..1000\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		}
 		case 'V':
 			printf("qdctl %s\n", QD_VERSION);
 			return EXIT_OK;
@@ -649,13 +761,23 @@ main(int argc, char **argv)
 		}
 	}
 	const char *cmd = optind < argc ? argv[optind] : "status";
+	bool coord_change = strcmp(cmd, "coordinators") == 0 && optind + 1 < argc;
+	if (weight > 0 && !coord_change) {
+		fprintf(stderr, "qdctl: --weight goes with 'coordinators add' only\n");
+		return EXIT_USAGE;
+	}
+	/* A change waits for the daemon's fsync (bounded there at 5 s). */
+	int change_ms = timeout_set ? timeout_ms : 15000;
+	if (coord_change)
+		return coordinators_change(path, argc - optind - 1, argv + optind + 1, weight,
+					   json_out, change_ms);
 	if (strcmp(cmd, "tcp-probe") == 0)
 		return tcp_probe(path, argc - optind - 1, argv + optind + 1, json_out,
 				 timeout_set ? timeout_ms : 120000);
 	if (strcmp(cmd, "drain") == 0 || strcmp(cmd, "undrain") == 0)
-		return drain(path, cmd, argc - optind - 1, argv + optind + 1, json_out, timeout_ms);
+		return drain(path, cmd, argc - optind - 1, argv + optind + 1, json_out, change_ms);
 	if (strcmp(cmd, "reload-groups") == 0)
-		return reload_groups(path, argc - optind - 1, argv + optind + 1, json_out, timeout_ms);
+		return reload_groups(path, argc - optind - 1, argv + optind + 1, json_out, change_ms);
 	if (optind + 1 < argc) {
 		fprintf(stderr, "qdctl: unexpected argument '%s'\n", argv[optind + 1]);
 		return EXIT_USAGE;

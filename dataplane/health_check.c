@@ -2,8 +2,17 @@
  * Active health checks of the coordinators (see health_check.h).
  *
  * Each worker owns the probes of its coordinators (i % workers == index), all
- * allocated at creation: one connection at a time per coordinator, an input
- * and an output queue, an http_parser and a body buffer of HC_BODY_MAX bytes.
+ * allocated at creation for every index the table can ever hold (QD_COORDS_MAX:
+ * coordinators are appended at run time, and a worker allocates nothing while
+ * it runs): one connection at a time per coordinator, an input and an output
+ * queue, an http_parser and a body buffer of HC_BODY_MAX bytes. A probe becomes
+ * active when the table's published count covers its index (checked at every
+ * poll: one acquire load); its first check starts at once. A coordinator
+ * removed at run time is not checked: when its next check is due the probe
+ * finds the removed flag, resets its health to unknown (no transition is
+ * counted: nobody watches it any more, and a removed coordinator takes no new
+ * queries whatever its health) and looks again an interval later, so a
+ * coordinator added back starts over like a new one (up after one pass).
  * A check walks IDLE -> CONNECT -> INFO -> CLUSTER and ends in a pass or a
  * failure; a passed check lingers (LINGER) until the coordinator closes, as
  * "Connection: close" asks it to, so the TIME_WAIT stays on its side.
@@ -85,7 +94,8 @@ struct qd_health {
 	bool scheduled;          /* first checks placed (needs a clock: the first poll) */
 	struct qd_health_counters counters;
 	http_parser_settings settings;
-	unsigned int count;
+	unsigned int count;      /* probes allocated (every index of ours below QD_COORDS_MAX) */
+	unsigned int active;     /* probes whose coordinator is in the table (a prefix) */
 	struct hc_probe probes[];
 };
 
@@ -614,7 +624,7 @@ qd_health_create(const struct qd_health_conf *conf, struct qd_tcp_stack *stack,
 	}
 	unsigned int owned = 0;
 	if (coords != NULL && conf->interval_ms > 0)
-		for (unsigned int i = conf->worker_index; i < coords->count; i += conf->worker_count)
+		for (unsigned int i = conf->worker_index; i < QD_COORDS_MAX; i += conf->worker_count)
 			owned++;
 	size_t size = sizeof(struct qd_health) + (size_t)owned * sizeof(struct hc_probe);
 	struct qd_health *h = rte_zmalloc_socket("qd_health", size, RTE_CACHE_LINE_SIZE,
@@ -639,10 +649,6 @@ qd_health_create(const struct qd_health_conf *conf, struct qd_tcp_stack *stack,
 		p->h = h;
 		p->index = conf->worker_index + k * conf->worker_count;
 		p->co = &coords->c[p->index];
-		p->health = qd_coord_load32(&p->co->health);
-		uint32_t ip = rte_be_to_cpu_32(p->co->ip_be);
-		snprintf(p->addr, sizeof(p->addr), "%u.%u.%u.%u:%u", ip >> 24, (ip >> 16) & 255,
-			 (ip >> 8) & 255, ip & 255, (unsigned int)p->co->port);
 	}
 	return h;
 }
@@ -671,13 +677,49 @@ qd_health_set_now(struct qd_health *h, uint64_t now_us)
 static void
 schedule_first(struct qd_health *h)
 {
-	unsigned int total = h->coords->count;
+	unsigned int total = RTE_MAX(qd_coord_count(h->coords), 1u);
 	uint64_t interval_us = (uint64_t)h->conf.interval_ms * 1000u;
-	for (unsigned int k = 0; k < h->count; k++) {
+	for (unsigned int k = 0; k < h->active; k++) {
 		struct hc_probe *p = &h->probes[k];
 		p->next_us = h->now_us + interval_us * p->index / total;
 	}
 	h->scheduled = true;
+}
+
+/* Probes whose coordinator the table now holds (<n> entries, read with acquire, so
+ * their fixed fields are there): ready them; once scheduled, they check at once. */
+static void
+activate(struct qd_health *h, unsigned int n)
+{
+	for (unsigned int k = h->active; k < h->count && h->probes[k].index < n; k++) {
+		struct hc_probe *p = &h->probes[k];
+		p->health = qd_coord_load32(&p->co->health);
+		uint32_t ip = rte_be_to_cpu_32(p->co->ip_be);
+		snprintf(p->addr, sizeof(p->addr), "%u.%u.%u.%u:%u", ip >> 24, (ip >> 16) & 255,
+			 (ip >> 8) & 255, ip & 255, (unsigned int)p->co->port);
+		p->phase = HP_IDLE;
+		p->next_us = h->now_us;
+		h->active = k + 1;
+		if (h->scheduled)
+			QD_LOG(INFO, dp, "coordinator %s added: checking it", p->addr);
+	}
+	h->wake_us = 0;
+}
+
+/* A removed coordinator's check is due: no check; health back to unknown, once. */
+static void
+skip_removed(struct hc_probe *p)
+{
+	struct qd_health *h = p->h;
+	p->next_us = h->now_us + (uint64_t)h->conf.interval_ms * 1000u;
+	p->fails = p->passes = 0;
+	if (p->health == QD_COORD_UNKNOWN)
+		return;
+	p->health = QD_COORD_UNKNOWN;
+	put32(&p->co->health, QD_COORD_UNKNOWN);
+	put32(&p->co->consecutive, 0);
+	put64(&p->co->changed_us, h->now_us);
+	QD_LOG(INFO, dp, "coordinator %s removed: no more checks", p->addr);
 }
 
 /* When <p> next needs the poll. */
@@ -698,7 +740,11 @@ probe_poll(struct hc_probe *p)
 	uint64_t now = h->now_us;
 	switch ((enum hc_phase)p->phase) {
 	case HP_IDLE:
-		if (now >= p->next_us)
+		if (now < p->next_us)
+			return;
+		if (qd_coord_load32(&p->co->removed) != 0)
+			skip_removed(p);
+		else
 			check_start(p);
 		return;
 	case HP_LINGER:
@@ -729,16 +775,22 @@ void
 qd_health_poll(struct qd_health *h, uint64_t now_us)
 {
 	h->now_us = now_us;
-	if (h->count == 0 || now_us < h->wake_us)
+	if (h->count == 0)
+		return;
+	/* Appended coordinators (qdctl coordinators add) show up here. */
+	unsigned int n = qd_coord_count(h->coords);
+	if (h->active < h->count && h->probes[h->active].index < n)
+		activate(h, n);
+	if (h->active == 0 || now_us < h->wake_us)
 		return;
 	if (!h->scheduled)
 		schedule_first(h);
 	/* Callbacks during this pass may only lower wake_us (wake_at); start from the
 	 * farthest and take the minimum over every probe afterwards. */
 	h->wake_us = UINT64_MAX;
-	for (unsigned int k = 0; k < h->count; k++)
+	for (unsigned int k = 0; k < h->active; k++)
 		probe_poll(&h->probes[k]);
-	for (unsigned int k = 0; k < h->count; k++)
+	for (unsigned int k = 0; k < h->active; k++)
 		wake_at(h, probe_wake(&h->probes[k]));
 }
 

@@ -14,6 +14,10 @@
  * take an up coordinator down, <rise> passed checks take a down one up; an
  * unchecked coordinator (UNKNOWN) goes up after one pass or down after <fall>
  * failures. Transitions are logged with the reason.
+ *
+ * Coordinators appended to the table at run time (qdctl coordinators add) are
+ * checked from the first poll that sees the new count; removed ones are not
+ * checked and their health goes back to unknown (health_check.c).
  */
 #ifndef QD_HEALTH_CHECK_H
 #define QD_HEALTH_CHECK_H
@@ -43,7 +47,9 @@ struct qd_health_counters {
 struct qd_health;
 
 /* NULL with errno on failure (EINVAL, ENOMEM). The stack and table outlive the checker.
- * interval_ms 0 or no coordinator (coords NULL) make a checker that does nothing. The
+ * interval_ms 0 or no coordinator table (coords NULL) make a checker that does nothing.
+ * Probe state for every index of this worker below QD_COORDS_MAX is allocated here
+ * (about 9 KiB each), so coordinators added later need no allocation. The
  * checker's connections go with the stack: destroy it after qd_tcp_stack_destroy(), or
  * once that stack gets no more input or timers (it frees only its queues and memory). */
 struct qd_health *qd_health_create(const struct qd_health_conf *conf, struct qd_tcp_stack *stack,
