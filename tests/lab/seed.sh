@@ -84,8 +84,9 @@ grep -q "kept across restarts" <<<"$out" || fail "the add is not reported durabl
 rc=0
 err=$(qdctl coordinators add "$NEW" 2>&1) || rc=$?
 echo "$err"
-[[ $rc -eq 1 ]] && grep -q "already a coordinator" <<<"$err" ||
+if [[ $rc -ne 1 ]] || ! grep -q "already a coordinator" <<<"$err"; then
 	fail "a second add exited $rc: $err"
+fi
 rc=0
 err=$(qdctl coordinators add 10.213.0.250 2>&1) || rc=$?
 [[ $rc -eq 2 ]] || fail "qdctl coordinators add without a port exited $rc, expected 2: $err"
