@@ -119,10 +119,10 @@ routes_json(const struct qd_daemon *d, const struct qd_proxy_counters *k)
 {
 	uint64_t ended = k->routes_ended_finished + k->routes_ended_failed +
 			 k->routes_ended_canceled + k->routes_ended_gone + k->routes_ended_lost +
-			 k->routes_ended_idle;
+			 k->routes_ended_idle + k->routes_ended_dead;
 	uint32_t all = d->routes ? qd_route_count(d->routes) : 0;
 	uint32_t lingering = d->routes ? qd_route_ended_count(d->routes) : 0;
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:I}",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:I}",
 			 "capacity", (json_int_t)(d->routes ? d->routes->capacity : 0),
 			 "live", (json_int_t)(all > lingering ? all - lingering : 0),
 			 "lingering", (json_int_t)lingering,
@@ -135,6 +135,7 @@ routes_json(const struct qd_daemon *d, const struct qd_proxy_counters *k)
 			 "gone", (json_int_t)k->routes_ended_gone,
 			 "lost", (json_int_t)k->routes_ended_lost,
 			 "idle", (json_int_t)k->routes_ended_idle,
+			 "dead", (json_int_t)k->routes_ended_dead,
 			 "total", (json_int_t)ended,
 			 "misses", (json_int_t)k->route_misses,
 			 "exists", (json_int_t)k->routes_exists,

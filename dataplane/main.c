@@ -26,6 +26,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "resource_groups.h"
+#include "seed_log.h"
 #include "state_log.h"
 #include "qd_build.h"
 
@@ -283,6 +284,8 @@ make_workers(struct qd_daemon *d, char *err, size_t err_len)
 		       "this dispatcher drops, delays, reorders or duplicates frames on purpose",
 		       d->cfg.fault_seed);
 	int rc = make_coordinators(d, err, err_len);
+	if (rc == 0) /* coordinators added or drained at run time, before anything uses them */
+		rc = qd_seed_open(d, err, err_len);
 	if (rc != 0)
 		return rc;
 	if (d->coords->count > 0) {
@@ -358,8 +361,8 @@ start_neigh(struct qd_daemon *d, char *err, size_t err_len)
 	};
 	uint64_t now = qd_daemon_now_ms();
 	/* Next hops we will need: coordinators and the gateway, resolved up front. */
-	for (unsigned int i = 0; i < d->cfg.coordinators_count && rc == 0; i++)
-		rc = qd_neigh_want(&d->neigh, d->cfg.coordinators[i].addr_be, true, now);
+	for (unsigned int i = 0; d->coords != NULL && i < qd_coord_count(d->coords) && rc == 0; i++)
+		rc = qd_neigh_want(&d->neigh, d->coords->c[i].ip_be, true, now);
 	if (rc == 0 && d->cfg.port_gateway_be != 0)
 		rc = qd_neigh_want(&d->neigh, d->cfg.port_gateway_be, true, now);
 	if (rc != 0)
@@ -443,6 +446,7 @@ stop(struct qd_daemon *d)
 		rte_ring_free(d->steer[i]);
 	}
 	qd_slog_close(d); /* the workers stopped: their last records go in */
+	qd_seed_close(d);
 	qd_route_table_destroy(d->routes);
 	qd_admission_destroy(d->admission);
 	rte_free(d->coords);

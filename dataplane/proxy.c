@@ -46,6 +46,7 @@
 #define PX_EXPIRE_BUDGET 64 /* expiries handled per list per poll */
 #define PX_EXPIRE_EVERY_US 200 /* timeouts are in milliseconds: look 5 times per ms */
 #define PX_ADM_EXPIRE_EVERY_US 10000
+#define PX_DEAD_GRACE_US 5000000u /* a coordinator down this long ends its routes */
 #define PX_SUBMIT_WAIT_MS 50u /* a queued POST waits this long for a slot before QUEUED */
 #define PX_ADM_EXPIRE_BUDGET 1024
 
@@ -2703,9 +2704,15 @@ qd_proxy_poll(struct qd_proxy *px, uint64_t now_us)
 		px->next_sweep_us = now_us + PX_SWEEP_EVERY_US;
 		uint32_t dead = 0;
 		uint64_t dead_mask = 0;
-		for (unsigned int i = 0; i < qd_coord_count(px->ct); i++)
-			if (qd_coord_dead(&px->ct->c[i]))
+		/* Routes end with their coordinator only once it has been down a while: a
+		 * coordinator that misses a couple of checks (a restart of ours, a burst)
+		 * still runs its queries, and ending them would free their slots early. */
+		for (unsigned int i = 0; i < qd_coord_count(px->ct); i++) {
+			const struct qd_coord *c = &px->ct->c[i];
+			uint64_t since = qd_coord_load64(&c->changed_us);
+			if (qd_coord_dead(c) && now_us > since && now_us - since >= PX_DEAD_GRACE_US)
 				dead_mask |= 1ull << i;
+		}
 		uint32_t n = qd_route_sweep(px->routes, px->conf.worker_index, px->conf.worker_count,
 					    &px->sweep_cursor, PX_SWEEP_BUDGET, now_us,
 					    (uint64_t)px->conf.route_idle_ms * 1000u,

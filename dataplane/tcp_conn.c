@@ -106,7 +106,12 @@ qd_tcp_stack_create(const struct qd_tcp_conf *conf, unsigned int lcore_id,
 	for (uint32_t i = 0; i < conf->max_connections; i++)
 		s->free_list[i] = conf->max_connections - 1 - i;
 	s->free_count = conf->max_connections;
-	s->next_port = conf->local_port_min;
+	/* A random first port: a restarted dispatcher must not reuse the 4-tuples of the
+	 * process before it, whose connections the peers may still hold (their SYNs would
+	 * meet a stale connection and wait for a retransmission). */
+	uint32_t span = (uint32_t)(conf->local_port_max - conf->local_port_min) + 1;
+	s->next_port = (uint16_t)(conf->local_port_min +
+				  qd_siphash(secret, &lcore_id, sizeof(lcore_id)) % span);
 	return s;
 }
 
