@@ -2059,7 +2059,8 @@ client_dispatch_entry(struct px_client *cl, uint32_t e)
 	cl->local = false;
 	cl->kind = QD_TRINO_SUBMIT; /* its response carries the id to route */
 	PX_COUNT(px, adm_dispatched);
-	if (cl->tm.list == &px->park_wait)
+	/* back under the exchange's stall clock (it was parked, or just taken off) */
+	if (cl->tm.list != &px->io_wait)
 		list_append(&px->io_wait, &cl->tm,
 			    px->now_us + (uint64_t)px->conf.io_timeout_ms * 1000u);
 	client_send_request(cl, &req);
