@@ -456,3 +456,19 @@ qd_route_ended_count(const struct qd_route_table *t)
 {
 	return __atomic_load_n(&t->ended_count, __ATOMIC_RELAXED);
 }
+
+int
+qd_route_clear_restored(struct qd_route_table *t, const char *id, size_t id_len)
+{
+	char key[QD_ROUTE_KEY_LEN];
+	if (!make_key(key, id, id_len))
+		return -ENOENT;
+	struct qd_route_entry *e = entry_of(t, rte_hash_lookup(t->hash, key), key);
+	if (e == NULL)
+		return -ENOENT;
+	/* an ended route is the sweep's now: not ours to write */
+	if (__atomic_load_n(&e->ended, __ATOMIC_ACQUIRE) != 0)
+		return -EALREADY;
+	__atomic_store_n(&e->restored, 0, __ATOMIC_RELEASE);
+	return 0;
+}

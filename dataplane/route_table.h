@@ -152,4 +152,9 @@ uint32_t qd_route_count(const struct qd_route_table *t);
 /* Of those, routes whose query has ended and that only linger. */
 uint32_t qd_route_ended_count(const struct qd_route_table *t);
 
+/* The coordinator of restored route <id> confirmed it (or the reconciliation gave up on
+ * it): clear its `restored` flag. 0, -ENOENT (no live route), -EALREADY (the query ended:
+ * the entry is left alone). */
+int qd_route_clear_restored(struct qd_route_table *t, const char *id, size_t id_len);
+
 #endif /* QD_ROUTE_TABLE_H */

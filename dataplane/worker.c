@@ -314,6 +314,13 @@ worker_start_tcp(struct qd_worker *w)
 		if (w->health == NULL)
 			return -errno;
 	}
+	/* Routes the state log restored are checked with their coordinators once. */
+	const struct qd_reconcile_conf rconf = {.worker_index = conf->proxy_conf.worker_index,
+						.worker_count = conf->proxy_conf.worker_count};
+	w->reconcile = qd_reconcile_create(&rconf, w->tcp, conf->routes,
+					   conf->proxy_conf.coord_table, w->proxy, conf->lcore_id);
+	if (w->reconcile == NULL)
+		return -errno;
 	return 0;
 }
 
@@ -364,6 +371,7 @@ qd_worker_destroy(struct qd_worker *w)
 	qd_tcp_services_destroy(w->services);
 	qd_tcp_stack_destroy(w->tcp);
 	qd_health_destroy(w->health);
+	qd_reconcile_destroy(w->reconcile);
 	qd_proxy_destroy(w->proxy);
 	for (uint16_t i = 0; i < w->txq.count; i++)
 		rte_pktmbuf_free(w->txq.pkts[i]);
@@ -453,6 +461,8 @@ qd_worker_main(void *arg)
 		}
 		if (w->health != NULL)
 			qd_health_set_now(w->health, w->now_us);
+		if (w->reconcile != NULL)
+			qd_reconcile_set_now(w->reconcile, w->now_us);
 		uint16_t n = rte_eth_rx_burst(w->conf.port_id, w->conf.queue_id, pkts,
 					      w->conf.burst);
 		if (unlikely(qd_fault_active(&w->fault))) {
@@ -472,6 +482,8 @@ qd_worker_main(void *arg)
 			qd_proxy_poll(w->proxy, w->now_us);
 		if (w->health != NULL)
 			qd_health_poll(w->health, w->now_us);
+		if (w->reconcile != NULL)
+			qd_reconcile_poll(w->reconcile, w->now_us);
 		qd_worker_flush(w);
 		qd_stat_add(&w->stats.loops, 1);
 		if (n + msgs > 0 || w->txq.count > 0) {

@@ -23,6 +23,7 @@
 #include "neigh.h"
 #include "health_check.h"
 #include "proxy.h"
+#include "reconcile.h"
 #include "route_table.h"
 #include "tcp.h"
 #include "tcp_services.h"
@@ -73,6 +74,7 @@ struct qd_worker {
 	struct qd_tcp_services *services;
 	struct qd_proxy *proxy;         /* NULL when the proxy is off */
 	struct qd_health *health;       /* NULL when checks are off */
+	struct qd_reconcile *reconcile; /* restored routes (with the proxy), else NULL */
 	struct rte_ring *const *steer;  /* every worker's steering ring, by worker index */
 	uint64_t tsc_per_us;
 	uint64_t now_us;                /* read once per loop iteration */
