@@ -159,6 +159,17 @@ fault_json(const struct qd_fault *f)
 	return o;
 }
 
+static json_t *
+reconcile_json(const struct qd_reconcile_counters *k)
+{
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "checked",
+			 (json_int_t)k->checked, "still_running", (json_int_t)k->still_running,
+			 "ended_gone", (json_int_t)k->ended_gone, "ended_finished",
+			 (json_int_t)k->ended_finished, "ended_failed", (json_int_t)k->ended_failed,
+			 "errors", (json_int_t)k->errors, "given_up", (json_int_t)k->given_up,
+			 "in_flight", (json_int_t)k->in_flight, "done", k->done != 0);
+}
+
 static void
 add_lcores(json_t *o, const struct qd_daemon *d)
 {
@@ -172,6 +183,8 @@ add_lcores(json_t *o, const struct qd_daemon *d)
 	struct qd_proxy_gauges pg_total;
 	memset(&px_total, 0, sizeof(px_total));
 	memset(&pg_total, 0, sizeof(pg_total));
+	/* done in the totals: every worker's reconciliation is over */
+	struct qd_reconcile_counters rc_total = {.done = 1};
 	for (unsigned int i = 0; i < d->workers_count; i++) {
 		const struct qd_worker *w = d->workers[i];
 		struct qd_lcore_stats s;
@@ -203,6 +216,20 @@ add_lcores(json_t *o, const struct qd_daemon *d)
 			pg_total.head_buffers_free += pg.head_buffers_free;
 			json_object_set_new(l, "proxy", proxy_json(&pk, &pg));
 		}
+		if (w->reconcile != NULL) {
+			struct qd_reconcile_counters rk;
+			qd_reconcile_read(w->reconcile, &rk);
+			rc_total.checked += rk.checked;
+			rc_total.still_running += rk.still_running;
+			rc_total.ended_gone += rk.ended_gone;
+			rc_total.ended_finished += rk.ended_finished;
+			rc_total.ended_failed += rk.ended_failed;
+			rc_total.errors += rk.errors;
+			rc_total.given_up += rk.given_up;
+			rc_total.in_flight += rk.in_flight;
+			rc_total.done = rc_total.done && rk.done;
+			json_object_set_new(l, "reconcile", reconcile_json(&rk));
+		}
 		if (qd_fault_active(&w->fault))
 			json_object_set_new(l, "fault", fault_json(&w->fault));
 		json_array_append_new(arr, l);
@@ -211,6 +238,7 @@ add_lcores(json_t *o, const struct qd_daemon *d)
 	json_t *totals = counters_json(&total);
 	json_object_set_new(totals, "tcp", tcp_json(&tcp_total, states_total));
 	json_object_set_new(totals, "proxy", proxy_json(&px_total, &pg_total));
+	json_object_set_new(totals, "reconcile", reconcile_json(&rc_total));
 	json_object_set_new(o, "totals", totals);
 	json_object_set_new(o, "routes", routes_json(d, &px_total));
 	json_object_set_new(o, "admission", qd_ctl_groups_json(d));
