@@ -15,8 +15,9 @@
 #    limits were tested, not just unused); the dispatcher queued queries and
 #    every group returns to 0 running, 0 queued with its slots conserved.
 # 2. Faults under the same oversubscription: random cancels, clients that
-#    vanish (12 submissions never polled again: admitted ones end by the route
-#    idle timeout, queued ones as abandoned), and coordinator 3 killed in the
+#    vanish (12 submissions never polled again: the coordinators abandon the
+#    admitted ones after 2 s and their routes end idle after 4 s, queued ones are
+#    dropped as abandoned), and coordinator 3 killed in the
 #    middle (its queries fail COORDINATOR_UNREACHABLE, the rest go on). The
 #    maxima still hold and no slot leaks: every group settles at 0/0 with
 #    running + reserved + pool == limit.
@@ -95,6 +96,11 @@ settle() {
 }
 
 # ---- 1. oversubscription --------------------------------------------------------
+# Vanished clients: the coordinators abandon their queries (the simulator's client
+# timeout, 2 s; Trino's query.client.timeout) before the dispatcher's routes go idle
+# (4 s) and give their slots back, as route.idle_timeout_s must be set in production;
+# the other way round, the slots would be reused while the coordinators still run them.
+export QD_COORDSIM_ARGS="--client-timeout 2"
 lab_up --set route.idle_timeout_s=4 --set admission.client_timeout_ms=4000
 sim POST /v1/simulator/reset >/dev/null
 step "about 14x oversubscription by trino-client and presto-client"
@@ -133,6 +139,7 @@ check_maxima 0
 settle
 
 # ---- 3. case by case --------------------------------------------------------------
+unset QD_COORDSIM_ARGS
 lab_up
 step "queue cases: FIFO, maxQueued, cancel, alias, no selector, reload"
 lab_exec python3 "$CASES" --groups "$GROUPS_FILE" || fail "admission cases"
