@@ -14,6 +14,7 @@
 #include <rte_ethdev.h>
 
 #include "ctl_groups.h"
+#include "peer_sync.h"
 #include "state_log.h"
 #include "ctl_coords.h"
 #include "ctl_tcp.h"
@@ -242,6 +243,7 @@ add_lcores(json_t *o, const struct qd_daemon *d)
 	json_object_set_new(o, "totals", totals);
 	json_object_set_new(o, "routes", routes_json(d, &px_total));
 	json_object_set_new(o, "admission", qd_ctl_groups_json(d));
+	json_object_set_new(o, "peers", qd_peer_sync_json(d));
 	json_object_set_new(o, "state_log", qd_slog_json(d));
 	json_object_set_new(o, "main",
 			    json_pack("{s:I, s:I, s:I, s:I, s:I}", "events_handled",
@@ -368,6 +370,8 @@ const struct qd_ctl_command qd_daemon_commands[] = {
 	 "take a coordinator out at run time (durable): args coordinator \"a.b.c.d:port\""},
 	{"groups", qd_ctl_groups,
 	 "admission control: every resource group's limit, running, queued and counters"},
+	{"peers", qd_ctl_peers,
+	 "active-active peers: membership, lag, messages, and each group's shares (escrow)"},
 	{"reload_groups", qd_ctl_reload_groups,
 	 "read resource-groups.json again (args path to name another file); all or nothing"},
 };

@@ -73,6 +73,18 @@ usage(FILE *out)
 		"             configuration, e.g. 10.213.0.201:8080); queries already running\n"
 		"             there go on to their end. For maintenance: drain, wait until\n"
 		"             INFLIGHT is 0, then stop the coordinator\n"
+		"  peers      active-active peers: this dispatcher's peer id and address,\n"
+		"             whether it is still in its start-up quarantine (it admits only\n"
+		"             what its state log restored until it has heard from every\n"
+		"             peer), then every peer: STATE (unknown until first heard,\n"
+		"             alive, dead after peer.dead_after_ms of silence, left when it\n"
+		"             said it stops), for how long, ms since its last message, round\n"
+		"             trip, messages in/out, deaths and rejoins; then every resource\n"
+		"             group: the cluster-wide LIMIT, our BASE share, our CAP now\n"
+		"             (base - granted to others + usable grants of others), our\n"
+		"             RUNNING and QUEUED, the cluster's (ours + alive peers'), and\n"
+		"             per peer what we grant it (OUT) and it grants us (IN); and the\n"
+		"             rejected messages by reason (bad_mac, replayed, stale ...)\n"
 		"  groups     admission control: every resource group (dotted name) with its\n"
 		"             hardConcurrencyLimit, RUNNING, QUEUED (in this group; below it\n"
 		"             in parentheses), slots in the workers' reserves and in the\n"
@@ -572,6 +584,56 @@ drain(const char *path, const char *cmd, int argc, char **argv, bool json_out, i
 }
 
 static void
+print_peers(const json_t *d)
+{
+	printf("peer %lld on %s:%lld, boot %s%s; %lld of %lld other peer(s) alive\n",
+	       num(d, "self"), str(d, "address"), num(d, "port"), str(d, "boot"),
+	       json_is_true(json_object_get(d, "quarantine")) ? ", IN QUARANTINE" : "",
+	       num(d, "alive"), num(d, "configured"));
+	printf("%-4s %-21s %-8s %10s %10s %9s %9s %9s %6s %7s\n", "ID", "ADDRESS", "STATE",
+	       "FOR-MS", "HEARD-MS", "RTT-US", "MSGS-IN", "MSGS-OUT", "DEATHS", "REJOINS");
+	size_t i, j;
+	const json_t *p, *g;
+	json_array_foreach(json_object_get(d, "peers"), i, p) {
+		char addr[40], heard[24];
+		snprintf(addr, sizeof(addr), "%s:%lld", str(p, "address"), num(p, "port"));
+		const json_t *h = json_object_get(p, "last_heard_ms_ago");
+		if (json_is_integer(h))
+			snprintf(heard, sizeof(heard), "%lld", (long long)json_integer_value(h));
+		else
+			snprintf(heard, sizeof(heard), "never");
+		printf("%-4lld %-21s %-8s %10lld %10s %9lld %9lld %9lld %6lld %7lld\n", num(p, "id"),
+		       addr, str(p, "state"), num(p, "state_for_ms"), heard, num(p, "rtt_us"),
+		       num(p, "messages_in"), num(p, "messages_out"), num(p, "deaths"),
+		       num(p, "rejoins"));
+	}
+	printf("\n%-28s %6s %5s %5s %7s %6s %11s %10s  %s\n", "GROUP", "LIMIT", "BASE", "CAP",
+	       "RUNNING", "QUEUED", "CL-RUNNING", "CL-QUEUED", "PEER:OUT/IN");
+	json_array_foreach(json_object_get(d, "groups"), i, g) {
+		printf("%-28s %6lld %5lld %5lld %7lld %6lld %11lld %10lld ", str(g, "group"),
+		       num(g, "limit"), num(g, "base"), num(g, "cap"), num(g, "running"),
+		       num(g, "queued"), num(g, "cluster_running"), num(g, "cluster_queued"));
+		json_array_foreach(json_object_get(d, "peers"), j, p) {
+			const json_t *l = json_array_get(json_object_get(p, "groups"), i);
+			printf(" %lld:%lld/%lld", num(p, "id"), num(l, "granted_to_it"),
+			       num(l, "usable"));
+		}
+		printf("\n");
+	}
+	const json_t *r = json_object_get(d, "rejected");
+	const char *k;
+	const json_t *v;
+	printf("\nrejected:");
+	json_object_foreach((json_t *)r, k, v)
+		printf(" %s %lld", k, (long long)json_integer_value(v));
+	const json_t *c = json_object_get(d, "counters");
+	printf("\nmessages: sent %lld (send errors %lld), received %lld, %lld bytes each; "
+	       "grants changed %lld, caps set %lld\n",
+	       num(c, "sent"), num(c, "send_errors"), num(c, "received"), num(c, "message_bytes"),
+	       num(c, "grants_changed"), num(c, "caps_set"));
+}
+
+static void
 print_groups(const json_t *d)
 {
 	printf("resource groups from %s (%lld reloads), %lld waiting, %lld of %lld queue "
@@ -783,7 +845,7 @@ main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	static const char *const known[] = {"status", "stats", "neigh", "coordinators", "groups",
-					    "help"};
+					    "peers", "help"};
 	bool ok = false;
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 		ok = ok || strcmp(cmd, known[i]) == 0;
@@ -811,6 +873,8 @@ main(int argc, char **argv)
 		print_coordinators(data);
 	} else if (strcmp(cmd, "groups") == 0) {
 		print_groups(data);
+	} else if (strcmp(cmd, "peers") == 0) {
+		print_peers(data);
 	} else {
 		print_help(data);
 	}

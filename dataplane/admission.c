@@ -902,6 +902,33 @@ qd_admission_restore(struct qd_admission *a, int group, int64_t mem)
 	rte_spinlock_unlock(&a->lock);
 }
 
+int
+qd_admission_set_cap(struct qd_admission *a, int group, uint32_t cap)
+{
+	if (group < 0 || (unsigned int)group >= a->groups)
+		return -EINVAL;
+	struct qd_adm_group *g = &a->g[group];
+	rte_spinlock_lock(&a->lock);
+	uint32_t old = g->limit;
+	if (cap == old) {
+		rte_spinlock_unlock(&a->lock);
+		return 0;
+	}
+	/* as at a reload: the pool stays <= the limit at every instant (raise the limit
+	 * first, lower it last); a pool below 0 makes workers return their reserves */
+	if (cap > old)
+		STORE(&g->limit, cap);
+	ADD(&g->pool, (int64_t)cap - (int64_t)old);
+	STORE(&g->limit, cap);
+	a->cap_changes++;
+	if (cap < old)
+		__atomic_fetch_add(&a->flush_epoch, 1, __ATOMIC_RELEASE);
+	else
+		schedule_locked(a);
+	rte_spinlock_unlock(&a->lock);
+	return 0;
+}
+
 void
 qd_admission_group_stats(const struct qd_admission *a, int group, struct qd_adm_group_stats *out)
 {

@@ -19,6 +19,7 @@
 #include "iface.h"
 #include "neigh.h"
 #include "port.h"
+#include "proxy.h"
 #include "worker.h"
 
 #define QD_NEIGH_ACTIONS_MAX 64 /* probes sent per main-lcore tick */
@@ -49,6 +50,8 @@ struct qd_daemon {
 	struct qd_admission *admission; /* NULL without admission.resource_groups */
 	struct qd_seed *seed; /* the seed log (control/seed_log.h); NULL without state.dir */
 	struct qd_slog *slog;          /* the state log; NULL without state.dir */
+	struct qd_peer_sync *peers;    /* control/peer_sync.h; NULL without peer.id */
+	struct qd_peer_health peer_health; /* published for the workers' health endpoint */
 	unsigned int workers_count;
 	bool stop; /* written by the main lcore with release, read by workers with acquire */
 	struct qd_neigh_table neigh; /* master */

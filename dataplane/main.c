@@ -27,6 +27,7 @@
 #include "log.h"
 #include "resource_groups.h"
 #include "seed_log.h"
+#include "peer_sync.h"
 #include "state_log.h"
 #include "qd_build.h"
 
@@ -326,6 +327,8 @@ make_workers(struct qd_daemon *d, char *err, size_t err_len)
 			wc.proxy_conf.coord_table = d->coords;
 			wc.proxy_conf.admission = d->admission;
 			wc.proxy_conf.state_ring = qd_slog_ring(d, i);
+			if (d->cfg.peer_id != 0)
+				wc.proxy_conf.peer_health = &d->peer_health;
 			wc.health = (struct qd_health_conf){
 				.interval_ms = d->cfg.health_interval_ms,
 				.timeout_ms = d->cfg.health_timeout_ms,
@@ -416,6 +419,13 @@ start(struct qd_daemon *d, char *err, size_t err_len)
 	if ((rc = make_rings(d, err, err_len)) != 0 || (rc = make_workers(d, err, err_len)) != 0 ||
 	    (rc = start_neigh(d, err, err_len)) != 0 || (rc = start_control(d, err, err_len)) != 0)
 		return rc;
+	/* peers before the workers: the admission caps are the cluster's from the first query */
+	if ((rc = qd_peer_sync_open(d, err, err_len)) != 0)
+		return rc;
+	if (d->peers != NULL && (rc = qd_ctl_server_watch(&d->ctl, d->peers->fd)) != 0) {
+		snprintf(err, err_len, "peers: epoll: %s", strerror(-rc));
+		return rc;
+	}
 	for (unsigned int i = 0; i < d->workers_count; i++) {
 		rc = rte_eal_remote_launch(qd_worker_main, d->workers[i], d->workers[i]->conf.lcore_id);
 		if (rc != 0) {
@@ -431,6 +441,7 @@ start(struct qd_daemon *d, char *err, size_t err_len)
 static void
 stop(struct qd_daemon *d)
 {
+	qd_peer_sync_close(d); /* the peers see us go at once */
 	__atomic_store_n(&d->stop, true, __ATOMIC_RELEASE);
 	rte_eal_mp_wait_lcore();
 	qd_ctl_server_close(&d->ctl);
@@ -469,6 +480,7 @@ run(struct qd_daemon *d)
 		}
 		qd_daemon_service(d, qd_daemon_now_ms());
 		qd_slog_service(d);
+		qd_peer_sync_service(d);
 	}
 	if (signal_seen != 0)
 		QD_LOG(NOTICE, main, "signal %d: stopping", (int)signal_seen);

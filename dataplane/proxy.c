@@ -1697,13 +1697,27 @@ dispatcher_endpoint(struct px_client *cl, const char *path, size_t len)
 		unsigned int usable = 0;
 		for (unsigned int i = 0; i < qd_coord_count(px->ct); i++)
 			usable += coord_usable(px, i);
-		char body[256];
+		/* Like orchestrator's leader-check: 200 only when this dispatcher takes new
+		 * queries; a restarted peer in quarantine admits none beyond what it restored,
+		 * so upstream balancers should send elsewhere meanwhile. */
+		const struct qd_peer_health *ph = px->conf.peer_health;
+		bool quarantine = ph != NULL && __atomic_load_n(&ph->quarantine, __ATOMIC_RELAXED);
+		const char *status = usable == 0 ? "no_coordinator" : quarantine ? "quarantine" : "ok";
+		bool ok = usable > 0 && !quarantine;
+		char peers[160] = "null";
+		if (ph != NULL)
+			snprintf(peers, sizeof(peers),
+				 "{\"self\":%u,\"configured\":%u,\"alive\":%u,\"quarantine\":%s}",
+				 __atomic_load_n(&ph->self, __ATOMIC_RELAXED),
+				 __atomic_load_n(&ph->configured, __ATOMIC_RELAXED),
+				 __atomic_load_n(&ph->alive, __ATOMIC_RELAXED),
+				 quarantine ? "true" : "false");
+		char body[384];
 		snprintf(body, sizeof(body),
 			 "{\"status\":\"%s\",\"server\":\"qdispatchd\",\"lcore\":%u,"
-			 "\"coordinators\":{\"configured\":%u,\"usable\":%u}}",
-			 usable > 0 ? "ok" : "no_coordinator", px->lcore_id,
-			 qd_coord_count(px->ct), usable);
-		client_local(cl, usable > 0 ? 200 : 503, body, false, usable == 0);
+			 "\"coordinators\":{\"configured\":%u,\"usable\":%u},\"peers\":%s}",
+			 status, px->lcore_id, qd_coord_count(px->ct), usable, peers);
+		client_local(cl, ok ? 200 : 503, body, false, !ok);
 		return;
 	}
 	client_error(cl, 404, "NOT_FOUND", "No such dispatcher endpoint");

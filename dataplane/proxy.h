@@ -111,6 +111,14 @@ struct qd_proxy_coord {
 	uint16_t port;
 };
 
+/* What the main lcore publishes of the peers for the health endpoint (relaxed atomics). */
+struct qd_peer_health {
+	uint32_t self;        /* peer.id */
+	uint32_t configured;  /* other peers */
+	uint32_t alive;
+	uint32_t quarantine;  /* 1: restarted, has not heard from every peer yet */
+};
+
 struct qd_proxy_conf {
 	uint16_t listen_port;
 	uint32_t max_clients;          /* per worker */
@@ -141,6 +149,7 @@ struct qd_proxy_conf {
 	uint32_t max_statement_bytes;         /* SQL of a submission held for admission */
 	uint32_t poll_wait_ms;                /* a queued query's poll is held this long */
 	struct rte_ring *state_ring;          /* records for the state log; NULL: none */
+	const struct qd_peer_health *peer_health; /* NULL: no peers */
 };
 
 struct qd_proxy;
