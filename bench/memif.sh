@@ -89,13 +89,17 @@ if [[ $lock -eq 1 ]]; then
 fi
 work=$(mktemp -d /tmp/qd-bench-memif.XXXXXX)
 server_pid=""
+# stop_server: SIGTERM, then its exit status (0 for a clean stop; a sanitizer's report
+# makes it non-zero).
 stop_server() {
 	[[ -n $server_pid ]] || return 0
-	kill "$server_pid" 2>/dev/null || true
-	wait "$server_pid" 2>/dev/null || true
+	local pid=$server_pid rc=0
 	server_pid=""
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || rc=$?
+	return $rc
 }
-trap 'stop_server; rm -rf "$work"' EXIT
+trap 'stop_server || true; rm -rf "$work"' EXIT
 
 sock=$work/qd.sock
 cat >"$work/server.conf" <<EOF
@@ -157,7 +161,8 @@ for ((r = 1; r <= rounds; r++)); do
 	printf 'round %d: echo %.0f msg/s (cycles/msg client %s, server %s); connect %.0f conn/s (cycles/conn client %s, server %s)\n' \
 		"$r" "${rr[-1]}" "${rr_cc[-1]}" "${rr_sc[-1]}" "${cps[-1]}" "${cps_cc[-1]}" "${cps_sc[-1]}"
 done
-stop_server # its worker's CPU is needed by what follows
+# Its worker's CPU is needed by what follows.
+stop_server || { cat "$work/server.log" >&2; echo "memif: qdispatchd did not stop cleanly" >&2; exit 1; }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 spread() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.0f-%.0f", lo, hi}'; }
