@@ -397,17 +397,6 @@ bench_poll(struct bench *b)
 	}
 }
 
-static unsigned int
-drain_mailbox(struct qd_worker *w)
-{
-	struct qd_msg msgs[QD_MAILBOX_BURST];
-	unsigned int n = rte_ring_dequeue_burst_elem(w->mailbox, msgs, sizeof(msgs[0]),
-						     QD_MAILBOX_BURST, NULL);
-	for (unsigned int i = 0; i < n; i++)
-		qd_worker_handle_msg(w, &msgs[i]);
-	return n;
-}
-
 /* The worker lcore: qd_worker_main's loop with the benchmark in place of the proxy. */
 static int
 bench_main(void *arg)
@@ -425,7 +414,7 @@ bench_main(void *arg)
 					      w->conf.burst);
 		for (uint16_t i = 0; i < n; i++)
 			qd_worker_input(w, pkts[i]);
-		unsigned int msgs = drain_mailbox(w);
+		unsigned int msgs = qd_worker_drain_mailbox(w);
 		bench_poll(b);
 		qd_tcp_timers(w->tcp, w->now_us);
 		bool tx = w->txq.count > 0;
