@@ -380,8 +380,8 @@ qd_worker_destroy(struct qd_worker *w)
 	rte_free(w);
 }
 
-static unsigned int
-drain_mailbox(struct qd_worker *w)
+unsigned int
+qd_worker_drain_mailbox(struct qd_worker *w)
 {
 	struct qd_msg msgs[QD_MAILBOX_BURST];
 	unsigned int n = rte_ring_dequeue_burst_elem(w->mailbox, msgs, sizeof(msgs[0]),
@@ -475,7 +475,7 @@ qd_worker_main(void *arg)
 				rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
 			qd_worker_input(w, pkts[i]);
 		}
-		unsigned int msgs = drain_mailbox(w) + drain_steered(w);
+		unsigned int msgs = qd_worker_drain_mailbox(w) + drain_steered(w);
 		qd_tcp_probe_poll(w->services);
 		qd_tcp_timers(w->tcp, w->now_us);
 		if (w->proxy != NULL)

@@ -102,6 +102,9 @@ void qd_worker_input(struct qd_worker *w, struct rte_mbuf *m);
 /* Handle one mailbox message. */
 void qd_worker_handle_msg(struct qd_worker *w, const struct qd_msg *msg);
 
+/* Handle up to QD_MAILBOX_BURST mailbox messages; returns how many. */
+unsigned int qd_worker_drain_mailbox(struct qd_worker *w);
+
 /* Send what txq holds; frames the port refuses are freed and counted. */
 void qd_worker_flush(struct qd_worker *w);
 
