@@ -17,6 +17,7 @@
 #include "state_log.h"
 #include "ctl_coords.h"
 #include "ctl_tcp.h"
+#include "ctl_vips.h"
 #include "daemon.h"
 #include "qd_build.h"
 
@@ -283,9 +284,7 @@ static int
 cmd_status(void *ctx, const json_t *args, json_t **data, char *err, size_t err_len)
 {
 	const struct qd_daemon *d = ctx;
-	json_t *vips = json_array();
-	for (unsigned int i = 0; i < d->iface.vips_count; i++)
-		json_array_append_new(vips, ip_json(d->iface.vips_be[i]));
+	json_t *vips = qd_ctl_vips_json(d);
 	json_t *coords = json_array();
 	for (unsigned int i = 0; i < d->cfg.coordinators_count; i++) {
 		char addr[INET_ADDRSTRLEN], buf[INET_ADDRSTRLEN + 8];
@@ -366,6 +365,12 @@ const struct qd_ctl_command qd_daemon_commands[] = {
 	 "add a coordinator at run time (durable): args coordinator \"a.b.c.d:port\", weight"},
 	{"coordinator_remove", qd_ctl_coordinator_remove,
 	 "take a coordinator out at run time (durable): args coordinator \"a.b.c.d:port\""},
+	{"vips", qd_ctl_vips,
+	 "the VIP table: every address with its state, live client connections and since when"},
+	{"vip_take", qd_ctl_vip_take,
+	 "hold a VIP now (active, gratuitous ARP): args address \"a.b.c.d\""},
+	{"vip_release", qd_ctl_vip_release,
+	 "give a VIP up: args address \"a.b.c.d\", drain_ms (0 = at once)"},
 	{"groups", qd_ctl_groups,
 	 "admission control: every resource group's limit, running, queued and counters"},
 	{"reload_groups", qd_ctl_reload_groups,

@@ -415,9 +415,13 @@ main(int argc, char **argv)
 	iface.mac = our_mac;
 	iface.ip_be = ip("10.9.0.11");
 	iface.prefix_len = 24;
-	iface.vips_be[0] = ip("10.9.0.101");
-	iface.vips_be[1] = ip("10.9.0.102");
-	iface.vips_count = 2;
+	qd_vip_table_init(&iface.vips, iface.ip_be, iface.prefix_len, NULL, NULL);
+	char err[QD_VIP_ERR_MAX];
+	if (qd_vip_add(&iface.vips, ip("10.9.0.101"), QD_VIP_ACTIVE, 0, err, sizeof(err)) != 0 ||
+	    qd_vip_add(&iface.vips, ip("10.9.0.102"), QD_VIP_ACTIVE, 0, err, sizeof(err)) != 0) {
+		fprintf(stderr, "vip table: %s\n", err);
+		return 1;
+	}
 
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_arp_request_for_vip_is_answered, setup, teardown),
