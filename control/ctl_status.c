@@ -245,12 +245,13 @@ add_lcores(json_t *o, const struct qd_daemon *d)
 	json_object_set_new(o, "admission", qd_ctl_groups_json(d));
 	json_object_set_new(o, "state_log", qd_slog_json(d));
 	json_object_set_new(o, "main",
-			    json_pack("{s:I, s:I, s:I, s:I, s:I}", "events_handled",
+			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "events_handled",
 				      (json_int_t)d->stats.events_handled, "neigh_learned",
 				      (json_int_t)d->stats.neigh_learned, "neigh_full",
 				      (json_int_t)d->stats.neigh_full, "mailbox_full",
 				      (json_int_t)d->stats.mailbox_full, "garp_rounds",
-				      (json_int_t)d->stats.garp_rounds));
+				      (json_int_t)d->stats.garp_rounds, "vip_garps",
+				      (json_int_t)d->stats.vip_garps));
 	const struct qd_ctl_counters *c = &d->ctl.counters;
 	json_object_set_new(o, "control",
 			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "accepted",
