@@ -388,6 +388,33 @@ start_control(struct qd_daemon *d, char *err, size_t err_len)
 	return qd_ctl_server_open(&d->ctl, &cc, err, err_len);
 }
 
+static void
+vip_log(void *ctx, const char *line)
+{
+	(void)ctx;
+	QD_LOG(NOTICE, main, "%s", line);
+}
+
+/* The configured VIPs: ACTIVE, or ABSENT until the control plane takes them
+ * (vip.claim_at_start = no, for a peer that waits for its cluster to agree). */
+static int
+start_vips(struct qd_daemon *d, char *err, size_t err_len)
+{
+	_Static_assert(QD_CONFIG_VIPS_MAX <= QD_VIP_SLOTS_MAX, "every configured VIP has a slot");
+	qd_vip_table_init(&d->iface.vips, d->iface.ip_be, d->iface.prefix_len, vip_log, NULL);
+	uint64_t now = qd_daemon_now_ms();
+	enum qd_vip_state st = d->cfg.vip_claim_at_start ? QD_VIP_ACTIVE : QD_VIP_ABSENT;
+	for (unsigned int i = 0; i < d->cfg.vips_count; i++) {
+		char why[QD_VIP_ERR_MAX];
+		int rc = qd_vip_add(&d->iface.vips, d->cfg.vips_be[i], st, now, why, sizeof(why));
+		if (rc != 0) {
+			snprintf(err, err_len, "vip: %s", why);
+			return rc;
+		}
+	}
+	return 0;
+}
+
 /* Everything after EAL, in order; qd_daemon_stop() undoes what was done. */
 static int
 start(struct qd_daemon *d, char *err, size_t err_len)
@@ -414,8 +441,8 @@ start(struct qd_daemon *d, char *err, size_t err_len)
 	d->iface.mac = d->port.mac;
 	d->iface.ip_be = d->cfg.port_ip.addr_be;
 	d->iface.prefix_len = d->cfg.port_ip.prefix_len;
-	memcpy(d->iface.vips_be, d->cfg.vips_be, sizeof(d->iface.vips_be));
-	d->iface.vips_count = d->cfg.vips_count;
+	if ((rc = start_vips(d, err, err_len)) != 0)
+		return rc;
 	if ((rc = make_rings(d, err, err_len)) != 0 || (rc = make_workers(d, err, err_len)) != 0 ||
 	    (rc = start_neigh(d, err, err_len)) != 0 || (rc = start_control(d, err, err_len)) != 0)
 		return rc;

@@ -31,6 +31,7 @@
 #include "coord_table.h"
 #include "route_table.h"
 #include "tcp.h"
+#include "vip_table.h"
 
 #define QD_PROXY_COORDS_MAX 64
 
@@ -90,7 +91,9 @@
 	X(adm_statement_too_big) /* admission.max_statement_bytes: 413 */                \
 	X(slog_records)          /* state log records handed to the main lcore */          \
 	X(slog_ring_full)        /* ... dropped: the hand-off ring was full */               \
-	X(routes_reconciled)     /* restored routes whose coordinator said the query ended */
+	X(routes_reconciled)     /* restored routes whose coordinator said the query ended */ \
+	X(vip_drain_last)        /* responses sent with Connection: close: their VIP drains */ \
+	X(vip_drain_idle_closed) /* idle keep-alive clients closed: their VIP drains */
 
 struct qd_proxy_counters {
 #define QD_X(name) uint64_t name;
@@ -138,7 +141,8 @@ struct qd_proxy_conf {
 	uint32_t route_idle_ms;        /* a route nobody used for this long ends */
 	uint32_t route_linger_ms;      /* an ended query's route still works this long */
 	bool forwarded_for;            /* add X-Forwarded-For (off: Trino answers 406) */
-	uint32_t vip_be;               /* Host for HTTP/1.0 requests without one */
+	uint32_t vip_be;               /* Host for HTTP/1.0 requests without one (fallback) */
+	const struct qd_vip_table *vips; /* shared, read-only here; NULL: no drains (tests) */
 	unsigned int worker_index;     /* this worker among worker_count (route sweep stripe) */
 	unsigned int worker_count;
 	unsigned int coords_count;

@@ -390,6 +390,12 @@ key_http_xff(struct parse_ctx *ctx, const char *value)
 }
 
 static int
+key_vip_claim_at_start(struct parse_ctx *ctx, const char *value)
+{
+	return parse_bool(ctx, "vip.claim_at_start", value, &ctx->cfg->vip_claim_at_start);
+}
+
+static int
 key_tcp_syn_cookies(struct parse_ctx *ctx, const char *value)
 {
 	return parse_bool(ctx, "tcp.syn_cookies", value, &ctx->cfg->tcp_syn_cookies);
@@ -578,6 +584,7 @@ static const struct key_desc keys[] = {
 	{"port.rx_desc", key_port_rx_desc, false},
 	{"port.tx_desc", key_port_tx_desc, false},
 	{"vip", key_vip, true},
+	{"vip.claim_at_start", key_vip_claim_at_start, false},
 	{"listen.port", key_listen_port, false},
 	{"coordinator", key_coordinator, true},
 	{"lcore.workers", key_workers, false},
@@ -694,6 +701,7 @@ qd_config_defaults(struct qd_config *cfg)
 	cfg->neigh_retry_ms = 1000;
 	cfg->neigh_probes = 3;
 	cfg->garp_interval_s = 10;
+	cfg->vip_claim_at_start = true;
 	snprintf(cfg->control_socket, sizeof(cfg->control_socket), "%s",
 		 "/run/qdispatch/qdispatchd.sock");
 	cfg->control_mode = 0600;
@@ -802,9 +810,24 @@ check_whole(struct parse_ctx *ctx)
 		return fail(ctx, "port.ip is required");
 	if (cfg->vips_count == 0)
 		return fail(ctx, "at least one vip is required");
+	/* The same rules as the run-time VIP table (dataplane/vip_table.c, qd_vip_check):
+	 * takeover announces a VIP with gratuitous ARP, which reaches the local link only. */
+	uint8_t plen = cfg->port_ip.prefix_len;
+	uint32_t mask = plen == 0 ? 0 : ~0u << (32 - plen);
+	uint32_t port_h = ntohl(cfg->port_ip.addr_be);
 	for (unsigned int i = 0; i < cfg->vips_count; i++) {
+		uint32_t h = ntohl(cfg->vips_be[i]);
+		struct in_addr a = {.s_addr = cfg->vips_be[i]};
+		char addr[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &a, addr, sizeof(addr));
 		if (cfg->vips_be[i] == cfg->port_ip.addr_be)
 			return fail(ctx, "vip: a virtual IP may not equal port.ip");
+		if ((h & mask) != (port_h & mask))
+			return fail(ctx, "vip: %s is outside port.ip's subnet (/%u)", addr,
+				    (unsigned int)plen);
+		if (plen <= 30 && ((h & ~mask) == 0 || (h & ~mask) == ~mask))
+			return fail(ctx, "vip: %s is the network or broadcast address of port.ip's "
+				    "subnet", addr);
 	}
 	if (cfg->peers_count > 0 || cfg->peer_id != 0) {
 		if (cfg->peer_id == 0)

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QD_CONFIG_VIPS_MAX 16
+#define QD_CONFIG_VIPS_MAX 32
 #define QD_CONFIG_COORDINATORS_MAX 64
 #define QD_CONFIG_WORKERS_MAX 16
 #define QD_CONFIG_LINE_MAX 1024
@@ -81,6 +81,7 @@ struct qd_config {
 	/* client-facing virtual IPs */
 	uint32_t vips_be[QD_CONFIG_VIPS_MAX];
 	unsigned int vips_count;
+	bool vip_claim_at_start;         /* the vips start ACTIVE (else ABSENT until taken) */
 	uint16_t listen_port;
 
 	struct qd_config_endpoint coordinators[QD_CONFIG_COORDINATORS_MAX];
