@@ -27,6 +27,7 @@
 #include "coord_table.h"
 #include "daemon.h"
 #include "log.h"
+#include "vip_table.h"
 
 #define RECV_BUDGET 256 /* datagrams per pass */
 
@@ -186,6 +187,37 @@ qd_peer_sync_open(struct qd_daemon *d, char *err, size_t err_len)
 	cc.ids[cc.ids_count++] = cfg->peer_id;
 	for (unsigned int i = 0; i < cfg->peers_count; i++)
 		cc.ids[cc.ids_count++] = cfg->peers[i].id;
+	/* the VIPs: ours, then each peer's (peer = ID ADDR:PORT vip=...) */
+	for (unsigned int i = 0; i < cfg->vips_count; i++) {
+		cc.vip_ip_be[cc.vips_count] = cfg->vips_be[i];
+		cc.vip_home[cc.vips_count++] = cfg->peer_id;
+	}
+	for (unsigned int k = 0; k < cfg->peers_count; k++) {
+		for (unsigned int i = 0; i < cfg->peers[k].vips_count; i++) {
+			uint32_t ip = cfg->peers[k].vips_be[i];
+			for (unsigned int j = 0; j < cc.vips_count; j++) {
+				if (cc.vip_ip_be[j] == ip) {
+					char a[INET_ADDRSTRLEN];
+					ip_str(ip, a, sizeof(a));
+					snprintf(err, err_len, "peer %u: vip %s belongs to peer %u already",
+						 cfg->peers[k].id, a, cc.vip_home[j]);
+					return -EINVAL;
+				}
+			}
+			if (cc.vips_count == QD_CLUSTER_VIPS_MAX) {
+				snprintf(err, err_len, "peers: more than %d VIPs in all",
+					 QD_CLUSTER_VIPS_MAX);
+				return -E2BIG;
+			}
+			char why[QD_VIP_ERR_MAX];
+			if (qd_vip_check(&d->iface.vips, ip, why, sizeof(why)) != 0) {
+				snprintf(err, err_len, "peer %u: %s", cfg->peers[k].id, why);
+				return -EINVAL;
+			}
+			cc.vip_ip_be[cc.vips_count] = ip;
+			cc.vip_home[cc.vips_count++] = cfg->peers[k].id;
+		}
+	}
 	while (cc.boot == 0) {
 		if (getrandom(&cc.boot, sizeof(cc.boot), 0) != (ssize_t)sizeof(cc.boot)) {
 			snprintf(err, err_len, "getrandom: %s", strerror(errno));
@@ -317,6 +349,49 @@ log_changes(struct qd_daemon *d, uint64_t now_us)
 	}
 }
 
+/* Who holds which VIP: ours from the VIP table in, the cluster's decisions out. */
+static void
+sync_vips(struct qd_daemon *d, uint64_t now_us)
+{
+	struct qd_peer_sync *ps = d->peers;
+	struct qd_cluster *c = ps->cluster;
+	for (unsigned int i = 0; i < c->conf.vips_count; i++) {
+		uint32_t ip = c->conf.vip_ip_be[i];
+		enum qd_vip_state vs = QD_VIP_ABSENT;
+		(void)qd_vip_lookup(&d->iface.vips, ip, &vs);
+		qd_cluster_vip_set(c, i, (enum qd_cluster_vip_state)vs);
+		enum qd_cluster_vip_action act = qd_cluster_vip_decide(c, i, now_us);
+		if (act == QD_CLUSTER_VIP_KEEP)
+			continue;
+		char why[QD_VIP_ERR_MAX], a[INET_ADDRSTRLEN];
+		bool changed = false;
+		int rc;
+		ip_str(ip, a, sizeof(a));
+		uint16_t owner = qd_cluster_vip_owner(c, i);
+		if (act == QD_CLUSTER_VIP_TAKE) {
+			rc = qd_daemon_vip_take(d, ip, &changed, why, sizeof(why));
+			if (rc == 0)
+				ps->stats.vip_takes++;
+			if (rc == 0 && changed)
+				QD_LOG(NOTICE, main, "peers: vip %s is ours now (its home is peer %u)", a,
+				       c->conf.vip_home[i]);
+		} else {
+			rc = qd_daemon_vip_release(d, ip, d->cfg.peer_vip_drain_ms, &changed, why,
+						   sizeof(why));
+			if (rc == 0)
+				ps->stats.vip_releases++;
+			if (rc == 0 && changed)
+				QD_LOG(NOTICE, main, "peers: vip %s goes back to peer %u (drain up to %u ms)",
+				       a, owner, d->cfg.peer_vip_drain_ms);
+		}
+		if (rc != 0)
+			QD_LOG(ERR, main, "peers: vip %s: %s", a, why);
+		vs = QD_VIP_ABSENT;
+		(void)qd_vip_lookup(&d->iface.vips, ip, &vs);
+		qd_cluster_vip_set(c, i, (enum qd_cluster_vip_state)vs);
+	}
+}
+
 void
 qd_peer_sync_service(struct qd_daemon *d)
 {
@@ -332,6 +407,7 @@ qd_peer_sync_service(struct qd_daemon *d)
 	qd_cluster_tick(ps->cluster, now);
 	if (d->admission != NULL)
 		sync_admission(d, true);
+	sync_vips(d, now);
 	send_due(d, now);
 	log_changes(d, now);
 	struct qd_peer_health *ph = &d->peer_health;
@@ -458,6 +534,16 @@ qd_peer_sync_json(const struct qd_daemon *d)
 				  (int)gr->running, "queued", (int)gr->queued, "cluster_running",
 				  (json_int_t)cl_running, "cluster_queued", (json_int_t)cl_queued));
 	}
+	json_t *vips = json_array();
+	for (unsigned int i = 0; i < c->conf.vips_count; i++) {
+		char v[INET_ADDRSTRLEN];
+		ip_str(c->conf.vip_ip_be[i], v, sizeof(v));
+		json_array_append_new(
+			vips, json_pack("{s:s, s:i, s:i, s:s}", "address", v, "home",
+					(int)c->conf.vip_home[i], "owner",
+					(int)qd_cluster_vip_owner(c, i), "held_here",
+					qd_vip_state_name((enum qd_vip_state)c->vip_state[i])));
+	}
 	json_t *rej = json_object();
 	for (int v = 1; v < QD_PEER_VERDICTS; v++)
 		json_object_set_new(rej, qd_peer_verdict_name((enum qd_peer_verdict)v),
@@ -466,17 +552,18 @@ qd_peer_sync_json(const struct qd_daemon *d)
 	char boot[20];
 	snprintf(boot, sizeof(boot), "%016" PRIx64, c->conf.boot);
 	return json_pack(
-		"{s:i, s:s, s:i, s:s, s:b, s:i, s:i, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, "
-		"s:I, s:I, s:I}}",
+		"{s:i, s:s, s:i, s:s, s:b, s:i, s:i, s:o, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, "
+		"s:I, s:I, s:I, s:I, s:I, s:I}}",
 		"self", d->cfg.peer_id, "address", a, "port", d->cfg.peer_listen_port, "boot",
 		boot, "quarantine", c->quarantine, "alive", (int)qd_cluster_alive(c), "configured",
-		(int)c->peers_count, "peers", peers, "groups", groups, "rejected", rej, "counters",
+		(int)c->peers_count, "peers", peers, "groups", groups, "vips", vips, "rejected", rej, "counters",
 		"sent", (json_int_t)ps->stats.sent, "send_errors", (json_int_t)ps->stats.send_errors,
 		"received", (json_int_t)ps->stats.received, "recv_errors",
 		(json_int_t)ps->stats.recv_errors, "wrong_source", (json_int_t)ps->stats.wrong_source,
 		"caps_set", (json_int_t)ps->stats.caps_set, "grants_changed",
 		(json_int_t)c->grants_changed, "message_bytes", (json_int_t)ps->stats.last_bytes,
-		"detect_ms_last", (json_int_t)ps->stats.detect_ms_last);
+		"detect_ms_last", (json_int_t)ps->stats.detect_ms_last, "vip_takes",
+		(json_int_t)ps->stats.vip_takes, "vip_releases", (json_int_t)ps->stats.vip_releases);
 }
 
 int

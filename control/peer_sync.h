@@ -25,6 +25,7 @@ struct qd_peer_sync_stats {
 	uint64_t caps_set;
 	uint64_t last_bytes, max_bytes;      /* size of the messages we send */
 	uint64_t detect_ms_last;             /* silence before the last death was declared */
+	uint64_t vip_takes, vip_releases;
 };
 
 struct qd_peer_sync {

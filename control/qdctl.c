@@ -84,7 +84,9 @@ usage(FILE *out)
 		"             (base - granted to others + usable grants of others), our\n"
 		"             RUNNING and QUEUED, the cluster's (ours + alive peers'), and\n"
 		"             per peer what we grant it (OUT) and it grants us (IN); and the\n"
-		"             rejected messages by reason (bad_mac, replayed, stale ...)\n"
+		"             rejected messages by reason (bad_mac, replayed, stale ...); and\n"
+		"             every virtual IP: its HOME peer, its OWNER now (the home while\n"
+		"             alive, else a survivor), and how this dispatcher holds it\n"
 		"  groups     admission control: every resource group (dotted name) with its\n"
 		"             hardConcurrencyLimit, RUNNING, QUEUED (in this group; below it\n"
 		"             in parentheses), slots in the workers' reserves and in the\n"
@@ -650,6 +652,10 @@ print_peers(const json_t *d)
 		}
 		printf("\n");
 	}
+	printf("\n%-16s %5s %6s %9s\n", "VIP", "HOME", "OWNER", "HERE");
+	json_array_foreach(json_object_get(d, "vips"), i, g)
+		printf("%-16s %5lld %6lld %9s\n", str(g, "address"), num(g, "home"), num(g, "owner"),
+		       str(g, "held_here"));
 	const json_t *r = json_object_get(d, "rejected");
 	const char *k;
 	const json_t *v;

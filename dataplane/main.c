@@ -403,7 +403,13 @@ start_vips(struct qd_daemon *d, char *err, size_t err_len)
 	_Static_assert(QD_CONFIG_VIPS_MAX <= QD_VIP_SLOTS_MAX, "every configured VIP has a slot");
 	qd_vip_table_init(&d->iface.vips, d->iface.ip_be, d->iface.prefix_len, vip_log, NULL);
 	uint64_t now = qd_daemon_now_ms();
-	enum qd_vip_state st = d->cfg.vip_claim_at_start ? QD_VIP_ACTIVE : QD_VIP_ABSENT;
+	/* With peers the cluster decides who holds which VIP (control/peer_sync.c): we
+	 * start holding none, as a restarted peer must not take its VIPs back from the
+	 * survivor that serves them before that survivor has drained them. */
+	bool claim = d->cfg.vip_claim_at_start && d->cfg.peer_id == 0;
+	if (d->cfg.peer_id != 0 && d->cfg.vip_claim_at_start)
+		QD_LOG(INFO, main, "peers: the VIPs start absent; the cluster hands them out");
+	enum qd_vip_state st = claim ? QD_VIP_ACTIVE : QD_VIP_ABSENT;
 	for (unsigned int i = 0; i < d->cfg.vips_count; i++) {
 		char why[QD_VIP_ERR_MAX];
 		int rc = qd_vip_add(&d->iface.vips, d->cfg.vips_be[i], st, now, why, sizeof(why));

@@ -306,6 +306,8 @@ qd_cluster_receive(struct qd_cluster *c, const struct qd_peer_msg *m, uint64_t n
 	}
 	if (rebooted)
 		p->dirty = true;
+	p->vips_count = (uint16_t)min32(m->vips_count, QD_PEER_VIPS_MAX);
+	memcpy(p->vips, m->vips, sizeof(m->vips[0]) * p->vips_count);
 	p->coords_count = min32(m->coords_count, QD_PEER_COORDS_MAX);
 	memcpy(p->coords, m->coords, sizeof(m->coords[0]) * p->coords_count);
 	for (unsigned int i = 0; i < m->groups_count; i++) {
@@ -562,7 +564,120 @@ qd_cluster_next_message(struct qd_cluster *c, uint64_t now_us, uint64_t now_wall
 		}
 		out->coords_count = c->coords_count;
 		memcpy(out->coords, c->coords, sizeof(c->coords[0]) * c->coords_count);
+		out->vips_count = 0;
+		for (unsigned int v = 0; v < c->conf.vips_count; v++) {
+			if (c->vip_state[v] != QD_CLUSTER_VIP_ABSENT)
+				out->vips[out->vips_count++] = (struct qd_peer_vip){
+					.ip_be = c->conf.vip_ip_be[v], .state = c->vip_state[v]};
+		}
 		return true;
 	}
 	return false;
+}
+
+/* ---- virtual IPs ------------------------------------------------------------------ */
+
+static uint64_t
+rank(uint32_t ip_be, uint16_t id)
+{
+	/* splitmix64 of the pair: any peer computes the same order */
+	uint64_t z = ((uint64_t)ip_be << 16 | id) + 0x9e3779b97f4a7c15ull;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+void
+qd_cluster_vip_set(struct qd_cluster *c, unsigned int i, enum qd_cluster_vip_state st)
+{
+	assert(i < c->conf.vips_count);
+	if (c->vip_state[i] == st)
+		return;
+	c->vip_state[i] = st;
+	for (unsigned int k = 0; k < c->peers_count; k++)
+		c->peers[k].dirty = true; /* tell them now: a handback waits for it */
+}
+
+uint16_t
+qd_cluster_vip_owner(const struct qd_cluster *c, unsigned int i)
+{
+	uint16_t home = c->conf.vip_home[i];
+	if (home == c->conf.self)
+		return home;
+	for (unsigned int k = 0; k < c->peers_count; k++) {
+		if (c->peers[k].id == home && c->peers[k].state == QD_CLUSTER_ALIVE)
+			return home;
+	}
+	uint32_t ip = c->conf.vip_ip_be[i];
+	uint16_t best = c->conf.self;
+	uint64_t best_rank = rank(ip, best);
+	for (unsigned int k = 0; k < c->peers_count; k++) {
+		const struct qd_cluster_peer *p = &c->peers[k];
+		if (p->state != QD_CLUSTER_ALIVE || p->id == home)
+			continue;
+		uint64_t r = rank(ip, p->id);
+		if (r > best_rank) {
+			best_rank = r;
+			best = p->id;
+		}
+	}
+	return best;
+}
+
+/* Whether an alive peer other than us says it holds VIP <i>. */
+static bool
+held_elsewhere(const struct qd_cluster *c, unsigned int i)
+{
+	uint32_t ip = c->conf.vip_ip_be[i];
+	for (unsigned int k = 0; k < c->peers_count; k++) {
+		const struct qd_cluster_peer *p = &c->peers[k];
+		if (p->state != QD_CLUSTER_ALIVE)
+			continue;
+		for (unsigned int v = 0; v < p->vips_count; v++) {
+			if (p->vips[v].ip_be == ip && p->vips[v].state != QD_CLUSTER_VIP_ABSENT)
+				return true;
+		}
+	}
+	return false;
+}
+
+enum qd_cluster_vip_action
+qd_cluster_vip_decide(struct qd_cluster *c, unsigned int i, uint64_t now_us)
+{
+	enum qd_cluster_vip_state st = c->vip_state[i];
+	uint16_t owner = qd_cluster_vip_owner(c, i);
+	if (owner != c->conf.self) {
+		/* its owner is alive elsewhere: hand it back, without breaking connections */
+		c->vip_contested[i] = false;
+		return st == QD_CLUSTER_VIP_ACTIVE ? QD_CLUSTER_VIP_RELEASE : QD_CLUSTER_VIP_KEEP;
+	}
+	if (st == QD_CLUSTER_VIP_ACTIVE) {
+		/* Both held it (a partition healed): the other side drains it and its clients
+		 * stay there until then; once it has let go, announce it again, or the
+		 * clients' ARP caches keep pointing at the other side. */
+		if (held_elsewhere(c, i)) {
+			c->vip_contested[i] = true;
+			return QD_CLUSTER_VIP_KEEP;
+		}
+		if (c->vip_contested[i]) {
+			c->vip_contested[i] = false;
+			return QD_CLUSTER_VIP_TAKE;
+		}
+		return QD_CLUSTER_VIP_KEEP;
+	}
+	/* We own it. A peer we have not heard since our start may hold it: wait until we
+	 * hear it, or until it would have been declared dead. */
+	bool settled = now_us - c->boot_us > (uint64_t)c->conf.dead_after_ms * 1000;
+	for (unsigned int k = 0; k < c->peers_count && !settled; k++) {
+		const struct qd_cluster_peer *p = &c->peers[k];
+		if (p->state == QD_CLUSTER_ALIVE && !p->heard_this_boot)
+			return QD_CLUSTER_VIP_KEEP;
+	}
+	if (!settled) {
+		for (unsigned int k = 0; k < c->peers_count; k++) {
+			if (!c->peers[k].heard_this_boot)
+				return QD_CLUSTER_VIP_KEEP;
+		}
+	}
+	return held_elsewhere(c, i) ? QD_CLUSTER_VIP_KEEP : QD_CLUSTER_VIP_TAKE;
 }

@@ -32,6 +32,7 @@
 
 #define QD_CLUSTER_PEERS_MAX 16
 #define QD_CLUSTER_HISTORY 64 /* requests remembered per peer, by message */
+#define QD_CLUSTER_VIPS_MAX QD_PEER_VIPS_MAX
 
 enum qd_cluster_peer_state {
 	QD_CLUSTER_UNKNOWN = 0, /* never heard since we started */
@@ -50,6 +51,24 @@ struct qd_cluster_conf {
 	uint32_t dead_after_ms;
 	uint32_t orphan_hold_ms;                  /* grants of a dead peer come back after */
 	uint32_t max_skew_ms;                     /* staleness of a message's send time */
+	/* virtual IPs and the peer each belongs to (its home) */
+	uint32_t vip_ip_be[QD_CLUSTER_VIPS_MAX];
+	uint16_t vip_home[QD_CLUSTER_VIPS_MAX];
+	unsigned int vips_count;
+};
+
+/* A virtual IP as we hold it (the data plane's vip_table states). */
+enum qd_cluster_vip_state {
+	QD_CLUSTER_VIP_ABSENT = 0,
+	QD_CLUSTER_VIP_ACTIVE = 1,
+	QD_CLUSTER_VIP_DRAINING = 2,
+};
+
+/* What the caller should do with a virtual IP now. */
+enum qd_cluster_vip_action {
+	QD_CLUSTER_VIP_KEEP = 0, /* nothing */
+	QD_CLUSTER_VIP_TAKE,     /* hold it (gratuitous ARP) */
+	QD_CLUSTER_VIP_RELEASE,  /* give it up after a drain: its owner is alive elsewhere */
 };
 
 /* Per (peer, group): the escrow both ways and the peer's aggregates. */
@@ -89,6 +108,9 @@ struct qd_cluster_peer {
 	bool heard_this_boot;      /* for our restart quarantine */
 	bool dirty;                /* something to tell it before the next heartbeat */
 	uint64_t msgs_in, msgs_out, deaths, rejoins;
+	/* virtual IPs it holds, as it last sent them */
+	uint16_t vips_count;
+	struct qd_peer_vip vips[QD_PEER_VIPS_MAX];
 	/* aggregates per coordinator, as it last sent them */
 	uint16_t coords_count;
 	struct qd_peer_coord coords[QD_PEER_COORDS_MAX];
@@ -119,6 +141,8 @@ struct qd_cluster {
 	struct qd_cluster_peer peers[QD_CLUSTER_PEERS_MAX];
 	uint16_t coords_count;
 	struct qd_peer_coord coords[QD_PEER_COORDS_MAX];
+	enum qd_cluster_vip_state vip_state[QD_CLUSTER_VIPS_MAX]; /* ours, from the caller */
+	bool vip_contested[QD_CLUSTER_VIPS_MAX]; /* we hold it and so did another peer */
 	bool leaving;
 	bool healthy;
 	uint64_t rejected[QD_PEER_VERDICTS];
@@ -156,6 +180,18 @@ qd_cluster_cap(const struct qd_cluster *c, unsigned int g)
 {
 	return c->groups[g].cap;
 }
+
+/* Virtual IPs: tell the cluster how we hold VIP <i> (index in conf.vip_*), then ask what
+ * to do with it. The owner of a VIP is its home peer while that peer is alive, else the
+ * alive peer (us included) that ranks highest for it (rendezvous hash: a dead peer's
+ * VIPs spread over the survivors, and every survivor computes the same owner). The owner
+ * takes it only when no alive peer still holds it (it waits for a drain to end), and only
+ * once it has heard every peer since its start or they had time to be declared dead. */
+void qd_cluster_vip_set(struct qd_cluster *c, unsigned int i, enum qd_cluster_vip_state st);
+enum qd_cluster_vip_action qd_cluster_vip_decide(struct qd_cluster *c, unsigned int i,
+						 uint64_t now_us);
+/* The owner of VIP <i> in our view (a peer id). */
+uint16_t qd_cluster_vip_owner(const struct qd_cluster *c, unsigned int i);
 
 struct qd_cluster_peer *qd_cluster_peer(struct qd_cluster *c, uint16_t id);
 const char *qd_cluster_state_name(enum qd_cluster_peer_state s);

@@ -260,6 +260,7 @@ DEFINE_UINT_KEY(key_peer_orphan_hold, peer_orphan_hold_ms, uint32_t, "peer.orpha
 		86400000)
 DEFINE_UINT_KEY(key_peer_max_skew, peer_max_skew_ms, uint32_t, "peer.max_skew_ms", 100, 3600000)
 DEFINE_UINT_KEY(key_peer_min_gap, peer_min_gap_ms, uint32_t, "peer.min_gap_ms", 0, 10000)
+DEFINE_UINT_KEY(key_peer_vip_drain, peer_vip_drain_ms, uint32_t, "peer.vip_drain_ms", 0, 3600000)
 
 /* "ADDR:PORT" into address and port; <what> names the key in errors. */
 static int
@@ -660,6 +661,7 @@ static const struct key_desc keys[] = {
 	{"peer.orphan_hold_ms", key_peer_orphan_hold, false},
 	{"peer.max_skew_ms", key_peer_max_skew, false},
 	{"peer.min_gap_ms", key_peer_min_gap, false},
+	{"peer.vip_drain_ms", key_peer_vip_drain, false},
 	{"state.snapshot_every", key_state_snap, false},
 	{"service.echo_port", key_service_echo, false},
 	{"service.discard_port", key_service_discard, false},
@@ -752,6 +754,7 @@ qd_config_defaults(struct qd_config *cfg)
 	cfg->peer_orphan_hold_ms = 300000; /* Trino's query.client.timeout default */
 	cfg->peer_max_skew_ms = 5000;
 	cfg->peer_min_gap_ms = 5;
+	cfg->peer_vip_drain_ms = 10000;
 	/* fault.*: all off (zeroed above); these two only matter once reordering is on. */
 	cfg->fault_reorder_gap = 3;
 	cfg->fault_reorder_hold_us = 1000;

@@ -182,6 +182,7 @@ struct qd_config {
 	uint32_t peer_orphan_hold_ms;
 	uint32_t peer_max_skew_ms;
 	uint32_t peer_min_gap_ms;
+	uint32_t peer_vip_drain_ms;     /* a VIP handed back drains this long at most */
 	/* [placement] */
 	enum qd_placement_policy placement_policy;
 

@@ -78,7 +78,8 @@ size_t
 qd_peer_msg_size(const struct qd_peer_msg *m)
 {
 	return QD_PEER_HEADER_BYTES + (size_t)m->groups_count * QD_PEER_GROUP_BYTES +
-	       (size_t)m->coords_count * QD_PEER_COORD_BYTES + QD_PEER_MAC_LEN;
+	       (size_t)m->coords_count * QD_PEER_COORD_BYTES +
+	       (size_t)m->vips_count * QD_PEER_VIP_BYTES + QD_PEER_MAC_LEN;
 }
 
 static bool
@@ -97,7 +98,8 @@ size_t
 qd_peer_encode(const struct qd_peer_msg *m, const uint8_t *key, size_t key_len, uint8_t *buf,
 	       size_t cap)
 {
-	if (m->groups_count > QD_PEER_GROUPS_MAX || m->coords_count > QD_PEER_COORDS_MAX)
+	if (m->groups_count > QD_PEER_GROUPS_MAX || m->coords_count > QD_PEER_COORDS_MAX ||
+	    m->vips_count > QD_PEER_VIPS_MAX)
 		return 0;
 	size_t size = qd_peer_msg_size(m);
 	if (cap < size)
@@ -110,7 +112,7 @@ qd_peer_encode(const struct qd_peer_msg *m, const uint8_t *key, size_t key_len, 
 	put16(p + 8, m->to);
 	put16(p + 10, m->groups_count);
 	put16(p + 12, m->coords_count);
-	put16(p + 14, 0);
+	put16(p + 14, m->vips_count);
 	put32(p + 16, m->flags);
 	put32(p + 20, m->groups_epoch);
 	put64(p + 24, m->boot);
@@ -141,6 +143,10 @@ qd_peer_encode(const struct qd_peer_msg *m, const uint8_t *key, size_t key_len, 
 		put16(p + 6, c->up);
 		put32(p + 8, c->running);
 	}
+	for (unsigned int i = 0; i < m->vips_count; i++, p += QD_PEER_VIP_BYTES) {
+		memcpy(p, &m->vips[i].ip_be, 4);
+		put32(p + 4, m->vips[i].state);
+	}
 	if (!mac(key, key_len, buf, (size_t)(p - buf), p))
 		return 0;
 	return size;
@@ -153,11 +159,11 @@ qd_peer_decode(const uint8_t *buf, size_t len, const uint8_t *key, size_t key_le
 	if (len < QD_PEER_HEADER_BYTES + QD_PEER_MAC_LEN || get32(buf) != QD_PEER_MAGIC ||
 	    buf[4] != QD_PEER_VERSION)
 		return QD_PEER_MALFORMED;
-	uint16_t groups = get16(buf + 10), coords = get16(buf + 12);
-	if (groups > QD_PEER_GROUPS_MAX || coords > QD_PEER_COORDS_MAX)
+	uint16_t groups = get16(buf + 10), coords = get16(buf + 12), vips = get16(buf + 14);
+	if (groups > QD_PEER_GROUPS_MAX || coords > QD_PEER_COORDS_MAX || vips > QD_PEER_VIPS_MAX)
 		return QD_PEER_MALFORMED;
 	size_t body = QD_PEER_HEADER_BYTES + (size_t)groups * QD_PEER_GROUP_BYTES +
-		      (size_t)coords * QD_PEER_COORD_BYTES;
+		      (size_t)coords * QD_PEER_COORD_BYTES + (size_t)vips * QD_PEER_VIP_BYTES;
 	if (len != body + QD_PEER_MAC_LEN)
 		return QD_PEER_MALFORMED;
 	uint8_t want[QD_PEER_MAC_LEN];
@@ -168,6 +174,7 @@ qd_peer_decode(const uint8_t *buf, size_t len, const uint8_t *key, size_t key_le
 	out->to = get16(buf + 8);
 	out->groups_count = groups;
 	out->coords_count = coords;
+	out->vips_count = vips;
 	out->flags = get32(buf + 16);
 	out->groups_epoch = get32(buf + 20);
 	out->boot = get64(buf + 24);
@@ -197,6 +204,10 @@ qd_peer_decode(const uint8_t *buf, size_t len, const uint8_t *key, size_t key_le
 		c->port = get16(p + 4);
 		c->up = get16(p + 6);
 		c->running = get32(p + 8);
+	}
+	for (unsigned int i = 0; i < vips; i++, p += QD_PEER_VIP_BYTES) {
+		memcpy(&out->vips[i].ip_be, p, 4);
+		out->vips[i].state = get32(p + 4);
 	}
 	if (out->seq == 0 || out->boot == 0)
 		return QD_PEER_MALFORMED;

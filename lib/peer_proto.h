@@ -28,6 +28,7 @@
 #define QD_PEER_GROUPS_MAX 256
 #define QD_PEER_COORDS_MAX 64
 #define QD_PEER_ID_MAX 255 /* peer ids are 1..QD_PEER_ID_MAX */
+#define QD_PEER_VIPS_MAX 64
 
 enum qd_peer_msg_flags {
 	QD_PEER_F_LEAVING = 1u << 0, /* the sender stops (clean shutdown) */
@@ -61,6 +62,12 @@ struct qd_peer_coord {
 	uint32_t running;    /* the sender's routes to it that are live */
 };
 
+/* A virtual IP the sender holds (vip_table.h states: 1 active, 2 draining). */
+struct qd_peer_vip {
+	uint32_t ip_be;
+	uint32_t state;
+};
+
 struct qd_peer_msg {
 	uint16_t from, to;       /* peer ids */
 	uint32_t flags;          /* enum qd_peer_msg_flags */
@@ -73,16 +80,20 @@ struct qd_peer_msg {
 	uint32_t groups_epoch;   /* hash of the sender's resource-group limits */
 	uint16_t groups_count;
 	uint16_t coords_count;
+	uint16_t vips_count;
 	struct qd_peer_group groups[QD_PEER_GROUPS_MAX];
 	struct qd_peer_coord coords[QD_PEER_COORDS_MAX];
+	struct qd_peer_vip vips[QD_PEER_VIPS_MAX];
 };
 
 #define QD_PEER_HEADER_BYTES 72
 #define QD_PEER_GROUP_BYTES 48
 #define QD_PEER_COORD_BYTES 12
+#define QD_PEER_VIP_BYTES 8
 #define QD_PEER_MSG_MAX                                                                      \
 	(QD_PEER_HEADER_BYTES + QD_PEER_GROUPS_MAX * QD_PEER_GROUP_BYTES +                   \
-	 QD_PEER_COORDS_MAX * QD_PEER_COORD_BYTES + QD_PEER_MAC_LEN)
+	 QD_PEER_COORDS_MAX * QD_PEER_COORD_BYTES + QD_PEER_VIPS_MAX * QD_PEER_VIP_BYTES +   \
+	 QD_PEER_MAC_LEN)
 
 /* Encoded size of <m>. */
 size_t qd_peer_msg_size(const struct qd_peer_msg *m);

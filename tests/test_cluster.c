@@ -47,6 +47,9 @@ fill(struct qd_peer_msg *m)
 					      .running = 7};
 	m->coords[1] = (struct qd_peer_coord){.ip_be = 0x0200000a, .port = 8081, .up = 0,
 					      .running = 0};
+	m->vips_count = 2;
+	m->vips[0] = (struct qd_peer_vip){.ip_be = 0x6500000a, .state = 1};
+	m->vips[1] = (struct qd_peer_vip){.ip_be = 0x6600000a, .state = 2};
 }
 
 static void
@@ -58,7 +61,7 @@ test_wire_roundtrip(void **state)
 	uint8_t buf[QD_PEER_MSG_MAX];
 	size_t n = qd_peer_encode(&m, KEY, sizeof(KEY), buf, sizeof(buf));
 	assert_int_equal(n, qd_peer_msg_size(&m));
-	assert_int_equal(n, 72 + 3 * 48 + 2 * 12 + 32);
+	assert_int_equal(n, 72 + 3 * 48 + 2 * 12 + 2 * 8 + 32);
 	assert_int_equal(qd_peer_decode(buf, n, KEY, sizeof(KEY), &d), QD_PEER_OK);
 	assert_int_equal(d.from, 1);
 	assert_int_equal(d.to, 2);
@@ -66,6 +69,8 @@ test_wire_roundtrip(void **state)
 	assert_int_equal(d.groups_count, 3);
 	assert_memory_equal(d.groups, m.groups, sizeof(m.groups[0]) * 3);
 	assert_memory_equal(d.coords, m.coords, sizeof(m.coords[0]) * 2);
+	assert_int_equal(d.vips_count, 2);
+	assert_memory_equal(d.vips, m.vips, sizeof(m.vips[0]) * 2);
 	/* every single bit flip anywhere is refused */
 	for (size_t i = 0; i < n; i++) {
 		for (int b = 0; b < 8; b++) {
@@ -138,7 +143,8 @@ struct packet {
 	uint64_t at_us;
 	unsigned int to;
 	size_t len;
-	uint8_t buf[QD_PEER_HEADER_BYTES + GROUPS * QD_PEER_GROUP_BYTES + QD_PEER_MAC_LEN];
+	uint8_t buf[QD_PEER_HEADER_BYTES + GROUPS * QD_PEER_GROUP_BYTES + PEERS_MAX * QD_PEER_VIP_BYTES +
+		    QD_PEER_MAC_LEN];
 };
 
 struct sim {
@@ -183,8 +189,12 @@ sim_start(struct sim *s, unsigned int i)
 		.orphan_hold_ms = 60000,
 		.max_skew_ms = 5000,
 	};
-	for (unsigned int k = 0; k < s->n; k++)
+	for (unsigned int k = 0; k < s->n; k++) {
 		conf.ids[k] = (uint16_t)(k + 1);
+		conf.vip_ip_be[k] = 0x0a000064u + k; /* one VIP per peer, its home */
+		conf.vip_home[k] = (uint16_t)(k + 1);
+	}
+	conf.vips_count = s->n;
 	struct qd_cluster *c = qd_cluster_create(&conf, s->now_us);
 	assert_non_null(c);
 	assert_int_equal(qd_cluster_set_groups(c, HASHES, s->limit, GROUPS), 0);
@@ -539,6 +549,115 @@ test_lender_restart(void **state)
 	assert_true(most >= 1); /* and it does get slots as B's queries end */
 }
 
+/* The data plane's VIP table, simulated: a release drains for 30 ms. */
+static enum qd_cluster_vip_state vst[PEERS_MAX][PEERS_MAX];
+static uint64_t drain_end[PEERS_MAX][PEERS_MAX];
+
+static void
+vip_step(struct sim *s)
+{
+	for (unsigned int i = 0; i < s->n; i++) {
+		if (s->down[i] || s->paused[i])
+			continue;
+		for (unsigned int v = 0; v < s->n; v++) {
+			if (vst[i][v] == QD_CLUSTER_VIP_DRAINING && s->now_us >= drain_end[i][v])
+				vst[i][v] = QD_CLUSTER_VIP_ABSENT;
+			qd_cluster_vip_set(s->c[i], v, vst[i][v]);
+			switch (qd_cluster_vip_decide(s->c[i], v, s->now_us)) {
+			case QD_CLUSTER_VIP_TAKE:
+				vst[i][v] = QD_CLUSTER_VIP_ACTIVE;
+				break;
+			case QD_CLUSTER_VIP_RELEASE:
+				vst[i][v] = QD_CLUSTER_VIP_DRAINING;
+				drain_end[i][v] = s->now_us + 30000;
+				break;
+			default:
+				break;
+			}
+			qd_cluster_vip_set(s->c[i], v, vst[i][v]);
+		}
+	}
+}
+
+/* Who answers VIP <v> (ACTIVE or DRAINING) among the live peers: a bit per peer. */
+static unsigned int
+holders(const struct sim *s, unsigned int v)
+{
+	unsigned int m = 0;
+	for (unsigned int i = 0; i < s->n; i++)
+		if (!s->down[i] && vst[i][v] != QD_CLUSTER_VIP_ABSENT)
+			m |= 1u << i;
+	return m;
+}
+
+static uint64_t
+run_until(struct sim *s, unsigned int v, unsigned int want, unsigned int max_ms)
+{
+	unsigned int none[PEERS_MAX] = {0};
+	uint64_t t0 = s->now_us;
+	for (unsigned int t = 0; t < max_ms; t++) {
+		sim_step(s, none);
+		vip_step(s);
+		if (holders(s, v) == want)
+			return (s->now_us - t0) / 1000;
+	}
+	fail_msg("VIP %u: holders %#x, wanted %#x after %u ms", v, holders(s, v), want, max_ms);
+	return 0;
+}
+
+/* Each peer takes its own VIP; a dead peer's VIP goes to exactly one survivor within
+ * the detection time; a returning peer gets it back after the survivor's drain. */
+static void
+test_vip_takeover(void **state)
+{
+	(void)state;
+	static struct sim s;
+	sim_init(&s, 3, 11);
+	memset(vst, 0, sizeof(vst));
+	for (unsigned int v = 0; v < 3; v++)
+		run_until(&s, v, 1u << v, 2000);
+	s.down[1] = true; /* peer 2 dies holding VIP 1 */
+	vst[1][1] = QD_CLUSTER_VIP_ABSENT;
+	uint64_t ms = 0;
+	unsigned int none[PEERS_MAX] = {0};
+	for (unsigned int t = 0; t < 2000; t++) {
+		sim_step(&s, none);
+		vip_step(&s);
+		unsigned int h = holders(&s, 1);
+		if (h != 0) {
+			assert_true(h == 1u || h == 4u); /* exactly one survivor */
+			ms = t + 1;
+			break;
+		}
+	}
+	print_message("VIP of the dead peer taken over after %llu ms\n", (unsigned long long)ms);
+	assert_true(ms > 0 && ms < 700);
+	unsigned int survivor = holders(&s, 1);
+	for (unsigned int t = 0; t < 500; t++) { /* and it stays there */
+		sim_step(&s, none);
+		vip_step(&s);
+		assert_int_equal(holders(&s, 1), survivor);
+	}
+	/* peer 2 comes back: the survivor drains, then peer 2 alone holds it */
+	qd_cluster_destroy(s.c[1]);
+	s.now_us += 1000;
+	s.c[1] = sim_start(&s, 1);
+	s.down[1] = false;
+	ms = run_until(&s, 1, 2u, 2000);
+	print_message("handed back after %llu ms (30 ms of drain)\n", (unsigned long long)ms);
+	/* a partition: both sides hold VIP 0's... no: the home keeps its own, the other
+	 * side takes it; after the heal exactly the home holds it again */
+	s.cut[0][1] = s.cut[1][0] = s.cut[0][2] = s.cut[2][0] = true;
+	for (unsigned int t = 0; t < 1500; t++) {
+		sim_step(&s, none);
+		vip_step(&s);
+	}
+	assert_true((holders(&s, 0) & 1u) && holders(&s, 0) != 1u);
+	memset(s.cut, 0, sizeof(s.cut));
+	run_until(&s, 0, 1u, 2000);
+	sim_free(&s);
+}
+
 int
 main(void)
 {
@@ -550,6 +669,7 @@ main(void)
 		cmocka_unit_test(test_dead_borrower),
 		cmocka_unit_test(test_echo_race),
 		cmocka_unit_test(test_lender_restart),
+		cmocka_unit_test(test_vip_takeover),
 		cmocka_unit_test(test_never_over_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

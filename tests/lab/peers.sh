@@ -10,8 +10,9 @@
 # 3. The same load with peer 2 paused (SIGSTOP) for 1.5 s, then with the peers
 #    partitioned from each other for 2 s: the maxima still hold.
 # 4. Peer 2 killed (SIGKILL) under load: peer 1 declares it dead (the detection time is
-#    printed, and must be under 1.5 s), the maxima hold, peer 2 restarts from its state
-#    log, rejoins, leaves its quarantine; no slot leaks on either side.
+#    printed, and must be under 1.5 s) and serves peer 2's VIP (timed from the kill,
+#    under 2 s); the maxima hold; peer 2 restarts from its state log, rejoins, leaves its
+#    quarantine and gets its VIP back once peer 1 has drained it; no slot leaks.
 # 5. Forged, replayed and garbage datagrams on the control channel are rejected and
 #    counted; the peers stay alive.
 # Lab down finds no sanitizer report. Root only (exit 77 otherwise).
@@ -175,8 +176,24 @@ done
 detect_ms=$((($(date +%s%N) - t0) / 1000000))
 echo "peer 2 declared dead $detect_ms ms after SIGKILL (peer 1 says: silent $(peers "$SOCK1" | jq .counters.detect_ms_last) ms)"
 ((detect_ms < 1500)) || fail "detection took $detect_ms ms"
+# its virtual IP answers from peer 1 (gratuitous ARP), timed from the kill
+served_by() { lab_exec curl -s -m 0.3 "http://$VIP2:8080/v1/dispatcher/health" | jq -r '.peers.self // empty' 2>/dev/null || true; }
+while [[ $(served_by) != 1 ]]; do
+	(($(date +%s%N) - t0 < 5000000000)) || fail "VIP $VIP2 not served by peer 1 within 5 s"
+	sleep 0.02
+done
+takeover_ms=$((($(date +%s%N) - t0) / 1000000))
+echo "VIP $VIP2 served by peer 1 $takeover_ms ms after the kill"
+((takeover_ms < 2000)) || fail "takeover took $takeover_ms ms"
 sleep 1
 "$LAB" restart --peer 2 >/dev/null
+t1=$(date +%s%N)
+while [[ $(served_by) != 2 ]]; do
+	(($(date +%s%N) - t1 < 20000000000)) || fail "VIP $VIP2 did not go back to peer 2"
+	sleep 0.05
+done
+echo "VIP $VIP2 back on peer 2 $((($(date +%s%N) - t1) / 1000000)) ms after its restart (peer 1 drained it first)"
+[[ $(peers "$SOCK1" | jq '.counters.vip_releases') -ge 1 ]] || fail "peer 1 never released the VIP"
 retry 5 sh -c "[ \"\$($QD_BUILD/control/qdctl -s $SOCK1 --json peers | jq -r '.peers[0].state')\" = alive ]" ||
 	fail "peer 2 did not rejoin"
 [[ $(peers "$SOCK1" | jq '.peers[0].rejoins') -ge 1 ]] || fail "peer 1 counted no rejoin"
