@@ -27,6 +27,7 @@
 #include "coord_table.h"
 #include "daemon.h"
 #include "log.h"
+#include "neigh.h"
 #include "vip_table.h"
 
 #define RECV_BUDGET 256 /* datagrams per pass */
@@ -349,6 +350,51 @@ log_changes(struct qd_daemon *d, uint64_t now_us)
 	}
 }
 
+/* Before taking over a dead peer's VIP, ask the data plane who answers for it (an ARP
+ * request from our port, RFC 5227's conflict detection): a peer that our control channel
+ * cannot hear but whose port still answers ARP for its VIP is alive on the network the
+ * clients use (only the peers' control traffic is cut). Taking its VIP would make the
+ * clients' ARP caches flap between two live dispatchers and break their connections; we
+ * leave it where it is and ask again every second. No answer within VIP_PROBE_MS: take. */
+#define VIP_PROBE_MS 250
+#define VIP_REPROBE_MS 1000
+
+static bool
+data_plane_silent(struct qd_daemon *d, unsigned int i)
+{
+	struct qd_peer_sync *ps = d->peers;
+	uint32_t ip = ps->cluster->conf.vip_ip_be[i];
+	uint64_t now = qd_daemon_now_ms();
+	uint64_t *started = &ps->vip_probe_ms[i];
+	if (*started == 0 || now - *started > VIP_REPROBE_MS) {
+		(void)qd_neigh_remove(&d->neigh, ip); /* an answer from now on is fresh */
+		if (qd_neigh_want(&d->neigh, ip, false, now) != 0)
+			return true; /* no room to ask: do not block the takeover on it */
+		*started = now;
+		return false;
+	}
+	const struct qd_neigh_entry *e = qd_neigh_lookup(&d->neigh, ip);
+	if (e != NULL && qd_neigh_state_usable((enum qd_neigh_state)e->state) &&
+	    e->updated_ms >= *started) {
+		if (!ps->vip_probe_logged[i]) {
+			char a[INET_ADDRSTRLEN];
+			ip_str(ip, a, sizeof(a));
+			QD_LOG(WARNING, main, "peers: vip %s: its home is silent to us but "
+			       "%02x:%02x:%02x:%02x:%02x:%02x still answers ARP for it: not taking "
+			       "it (the peers' control traffic is cut?)", a, e->mac[0], e->mac[1],
+			       e->mac[2], e->mac[3], e->mac[4], e->mac[5]);
+			ps->vip_probe_logged[i] = true;
+		}
+		ps->stats.vip_still_answered++;
+		return false;
+	}
+	if (now - *started < VIP_PROBE_MS)
+		return false;
+	*started = 0;
+	ps->vip_probe_logged[i] = false;
+	return true;
+}
+
 /* Who holds which VIP: ours from the VIP table in, the cluster's decisions out. */
 static void
 sync_vips(struct qd_daemon *d, uint64_t now_us)
@@ -368,6 +414,9 @@ sync_vips(struct qd_daemon *d, uint64_t now_us)
 		int rc;
 		ip_str(ip, a, sizeof(a));
 		uint16_t owner = qd_cluster_vip_owner(c, i);
+		if (act == QD_CLUSTER_VIP_TAKE && vs == QD_VIP_ABSENT &&
+		    c->conf.vip_home[i] != c->conf.self && !data_plane_silent(d, i))
+			continue; /* its home still answers for it: a control-plane split only */
 		if (act == QD_CLUSTER_VIP_TAKE) {
 			rc = qd_daemon_vip_take(d, ip, &changed, why, sizeof(why));
 			if (rc == 0)
@@ -553,7 +602,7 @@ qd_peer_sync_json(const struct qd_daemon *d)
 	snprintf(boot, sizeof(boot), "%016" PRIx64, c->conf.boot);
 	return json_pack(
 		"{s:i, s:s, s:i, s:s, s:b, s:i, s:i, s:o, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, "
-		"s:I, s:I, s:I, s:I, s:I, s:I}}",
+		"s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
 		"self", d->cfg.peer_id, "address", a, "port", d->cfg.peer_listen_port, "boot",
 		boot, "quarantine", c->quarantine, "alive", (int)qd_cluster_alive(c), "configured",
 		(int)c->peers_count, "peers", peers, "groups", groups, "vips", vips, "rejected", rej, "counters",
@@ -562,7 +611,8 @@ qd_peer_sync_json(const struct qd_daemon *d)
 		(json_int_t)ps->stats.recv_errors, "wrong_source", (json_int_t)ps->stats.wrong_source,
 		"caps_set", (json_int_t)ps->stats.caps_set, "grants_changed",
 		(json_int_t)c->grants_changed, "message_bytes", (json_int_t)ps->stats.last_bytes,
-		"detect_ms_last", (json_int_t)ps->stats.detect_ms_last, "vip_takes",
+		"detect_ms_last", (json_int_t)ps->stats.detect_ms_last, "vip_still_answered",
+		(json_int_t)ps->stats.vip_still_answered, "vip_takes",
 		(json_int_t)ps->stats.vip_takes, "vip_releases", (json_int_t)ps->stats.vip_releases);
 }
 

@@ -26,6 +26,7 @@ struct qd_peer_sync_stats {
 	uint64_t last_bytes, max_bytes;      /* size of the messages we send */
 	uint64_t detect_ms_last;             /* silence before the last death was declared */
 	uint64_t vip_takes, vip_releases;
+	uint64_t vip_still_answered;         /* takeovers held back: its home answers ARP */
 };
 
 struct qd_peer_sync {
@@ -36,6 +37,8 @@ struct qd_peer_sync {
 	int adm_group[QD_PEER_GROUPS_MAX];   /* cluster group -> admission group */
 	enum qd_cluster_peer_state seen[QD_CLUSTER_PEERS_MAX]; /* for the log */
 	struct qd_peer_sync_stats stats;
+	uint64_t vip_probe_ms[QD_CLUSTER_VIPS_MAX]; /* ARP probe before a takeover: sent at */
+	bool vip_probe_logged[QD_CLUSTER_VIPS_MAX];
 	uint64_t last_groups_epoch;
 	struct qd_peer_msg msg;              /* scratch: large, kept off the stack */
 	uint8_t buf[QD_PEER_MSG_MAX];
