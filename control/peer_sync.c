@@ -356,7 +356,7 @@ log_changes(struct qd_daemon *d, uint64_t now_us)
  * clients use (only the peers' control traffic is cut). Taking its VIP would make the
  * clients' ARP caches flap between two live dispatchers and break their connections; we
  * leave it where it is and ask again every second. No answer within VIP_PROBE_MS: take. */
-#define VIP_PROBE_MS 250
+#define VIP_PROBE_MS 150
 #define VIP_REPROBE_MS 1000
 
 static bool

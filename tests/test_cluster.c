@@ -658,6 +658,31 @@ test_vip_takeover(void **state)
 	sim_free(&s);
 }
 
+/* The sync message's size at 10, 1,000 and 100,000 running queries: the same. */
+static void
+test_message_size_constant(void **state)
+{
+	(void)state;
+	static struct sim s;
+	static struct qd_peer_msg m;
+	sim_init(&s, 2, 13);
+	s.limit[0] = 200000;
+	size_t sizes[3];
+	const uint32_t running[3] = {10, 1000, 100000};
+	for (unsigned int k = 0; k < 3; k++) {
+		qd_cluster_set_local(s.c[0], 0, running[k], running[k] / 10, (int64_t)running[k] << 20);
+		qd_cluster_tick(s.c[0], s.now_us);
+		s.now_us += 200000;
+		assert_true(qd_cluster_next_message(s.c[0], s.now_us, wall_ms(&s), &m));
+		assert_int_equal(m.groups[0].running, running[k]);
+		uint8_t buf[QD_PEER_MSG_MAX];
+		sizes[k] = qd_peer_encode(&m, KEY, sizeof(KEY), buf, sizeof(buf));
+		print_message("sync message at %u running queries: %zu bytes\n", running[k], sizes[k]);
+	}
+	assert_true(sizes[0] > 0 && sizes[0] == sizes[1] && sizes[1] == sizes[2]);
+	sim_free(&s);
+}
+
 int
 main(void)
 {
@@ -670,6 +695,7 @@ main(void)
 		cmocka_unit_test(test_echo_race),
 		cmocka_unit_test(test_lender_restart),
 		cmocka_unit_test(test_vip_takeover),
+		cmocka_unit_test(test_message_size_constant),
 		cmocka_unit_test(test_never_over_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
