@@ -344,6 +344,54 @@ test_fault_keys(void **state)
 	expect_error(BASE "fault.rx_loss = 5\n", "unknown key 'fault.rx_loss'");
 }
 
+/* Peers: the keys, their defaults, and what is refused. */
+static void
+test_peer_keys(void **state)
+{
+	(void)state;
+	struct qd_config cfg;
+	char err[QD_CONFIG_ERR_MAX];
+	const char *ok = BASE "peer.id = 1\n"
+			      "peer.listen = 10.213.1.11:7946\n"
+			      "peer.key_file = /etc/qd/peer.key\n"
+			      "peer = 2 10.213.1.12:7946 vip=10.213.0.102\n"
+			      "peer = 3 10.213.1.13:7946 vip=10.213.0.103,10.213.0.104\n"
+			      "peer.heartbeat_ms = 50\n";
+	assert_int_equal(parse(&cfg, ok, err, sizeof(err)), 0);
+	assert_int_equal(cfg.peer_id, 1);
+	assert_int_equal(cfg.peer_listen_be, inet_addr("10.213.1.11"));
+	assert_int_equal(cfg.peer_listen_port, 7946);
+	assert_int_equal(cfg.peers_count, 2);
+	assert_int_equal(cfg.peers[1].id, 3);
+	assert_int_equal(cfg.peers[1].port, 7946);
+	assert_int_equal(cfg.peers[1].vips_count, 2);
+	assert_int_equal(cfg.peers[1].vips_be[1], inet_addr("10.213.0.104"));
+	assert_int_equal(cfg.peer_heartbeat_ms, 50);
+	assert_int_equal(cfg.peer_dead_after_ms, 500);
+	assert_int_equal(cfg.peer_orphan_hold_ms, 300000);
+	assert_int_equal(cfg.peer_vip_drain_ms, 10000);
+	/* without peers nothing is required */
+	assert_int_equal(parse(&cfg, BASE, err, sizeof(err)), 0);
+	assert_int_equal(cfg.peer_id, 0);
+	expect_error(BASE "peer = 2 10.213.1.12:7946\n", "peer lines need peer.id");
+	expect_error(BASE "peer.id = 1\npeer.key_file = /k\n", "peers need peer.listen");
+	expect_error(BASE "peer.id = 1\npeer.listen = 10.213.1.11:7946\n",
+		     "peers need peer.key_file");
+	expect_error(BASE "peer.id = 1\npeer.listen = 10.213.1.11:7946\npeer.key_file = /k\n"
+			  "peer = 1 10.213.1.12:7946\n",
+		     "id 1 is this dispatcher's own peer.id");
+	expect_error(BASE "peer = 2 10.213.1.12:7946\npeer = 2 10.213.1.13:7946\n",
+		     "id 2 is listed twice");
+	expect_error(BASE "peer = 0 10.213.1.12:7946\n", "must be ID ADDR:PORT");
+	expect_error(BASE "peer = 2 10.213.1.12\n", "must be address:port");
+	expect_error(BASE "peer = 2 10.213.1.12:7946 weight=3\n", "must be ID ADDR:PORT");
+	expect_error(BASE "peer = 2 10.213.1.12:7946 vip=10.213.0.300\n", "peer vip");
+	expect_error(BASE "peer.key_file = relative\n", "absolute path");
+	expect_error(BASE "peer.id = 1\npeer.listen = 10.213.1.11:7946\npeer.key_file = /k\n"
+			  "peer.heartbeat_ms = 300\n",
+		     "must exceed twice peer.heartbeat_ms");
+}
+
 int
 main(void)
 {
@@ -357,6 +405,7 @@ main(void)
 		cmocka_unit_test(test_tcp_keys),
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_fault_keys),
+		cmocka_unit_test(test_peer_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
