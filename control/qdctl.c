@@ -310,6 +310,23 @@ print_stats(const json_t *d)
 		       num(r, "live"), num(r, "capacity"), num(r, "created"), num(e, "total"),
 		       num(e, "finished"), num(e, "failed"), num(e, "canceled"), num(e, "gone"),
 		       num(e, "lost"), num(e, "idle"), num(r, "misses"));
+		const json_t *a = json_object_get(r, "adopted");
+		if (a != NULL)
+			printf("        adopted %lld now, %lld in all (%lld holding a slot)\n",
+			       num(a, "now"), num(a, "total"), num(a, "with_slot"));
+	}
+	const json_t *rc = t != NULL ? json_object_get(t, "reconcile") : NULL;
+	const json_t *ds = rc != NULL ? json_object_get(rc, "discovery") : NULL;
+	const json_t *vf = rc != NULL ? json_object_get(rc, "verify") : NULL;
+	if (ds != NULL && vf != NULL) {
+		long long done = num(ds, "found") + num(ds, "not_found") + num(ds, "timed_out");
+		printf("discovery: %lld started, %lld found, %lld not found, %lld timed out, "
+		       "%lld full, %lld joined, mean %lld us, %lld in flight\n",
+		       num(ds, "started"), num(ds, "found"), num(ds, "not_found"),
+		       num(ds, "timed_out"), num(ds, "full"), num(ds, "joined"),
+		       done > 0 ? num(ds, "latency_us_sum") / done : 0, num(ds, "in_flight"));
+		printf("verify: %lld quiet routes checked, %lld running, %lld ended, %lld errors\n",
+		       num(vf, "checked"), num(vf, "running"), num(vf, "ended"), num(vf, "errors"));
 	}
 }
 
