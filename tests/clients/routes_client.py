@@ -124,7 +124,7 @@ def wait_for(what, pred, timeout_s):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--queries", type=int, default=4)
-    ap.add_argument("--run-ms", type=int, default=4000)
+    ap.add_argument("--run-ms", type=int, default=6000)
     args = ap.parse_args()
     n = args.queries
     assert len(VIPS) >= 2 and len(SOCKETS) >= 2, "two peers needed"
@@ -236,6 +236,8 @@ def main():
     v0 = base1["totals"]["reconcile"]["verify"]
     ended = v["ended"] - v0["ended"]
     assert ended >= n + 2, f"peer 1 verification ended {ended} routes: {v}"
+    # checked while they ran (quiet after 2 s, they run 6 s): kept, checked again later
+    assert v["running"] - v0["running"] >= 1, f"peer 1 never saw a quiet route running: {v}"
     idle = s1["routes"]["ended"]["idle"] - base1["routes"]["ended"]["idle"]
     assert idle == 0, f"{idle} routes of peer 1 ended idle"
     ok("verify", f"peer 1: {v['checked'] - v0['checked']} quiet routes checked, "
