@@ -192,8 +192,15 @@ packet_suite_init(void)
 	iface.mac = our_mac;
 	iface.ip_be = ip_be(OUR_IP);
 	iface.prefix_len = 24;
-	iface.vips_be[0] = ip_be(VIP);
-	iface.vips_count = 1;
+	qd_vip_table_init(&iface.vips, iface.ip_be, iface.prefix_len, NULL, NULL);
+	char err[QD_VIP_ERR_MAX];
+	if (qd_vip_add(&iface.vips, ip_be(VIP), QD_VIP_ACTIVE, 0, err, sizeof(err)) != 0) {
+		fprintf(stderr, "bench_packet: vip: %s\n", err);
+		rte_ring_free(events);
+		rte_mempool_free(pool);
+		rte_eal_cleanup();
+		return -EINVAL;
+	}
 	return 0;
 }
 

@@ -23,6 +23,7 @@
 #include "daemon.h"
 #include "resource_groups.h"
 #include "route_table.h"
+#include "peer_sync.h"
 #include "seed_log.h"
 
 static json_t *
@@ -37,7 +38,7 @@ group_json(const struct qd_admission *a, unsigned int g)
 		info->name, "parent",
 		info->parent >= 0 ? json_string(a->info[info->parent].name) : json_null(), "leaf",
 		a->first_child[g] < 0, "retired", sg->retired, "hard_concurrency_limit",
-		(json_int_t)__atomic_load_n(&sg->limit, __ATOMIC_RELAXED), "max_queued",
+		(json_int_t)info->hard_concurrency_limit, "max_queued",
 		(json_int_t)info->max_queued, "scheduling_policy",
 		qd_rg_policy_name(info->scheduling_policy), "scheduling_weight",
 		(json_int_t)info->scheduling_weight, "running", (json_int_t)s.running, "queued",
@@ -46,6 +47,9 @@ group_json(const struct qd_admission *a, unsigned int g)
 		(json_int_t)s.mem_in_use);
 	if (o == NULL)
 		return NULL;
+	/* with peers, what this dispatcher may hold of the cluster-wide limit */
+	json_object_set_new(o, "local_limit",
+			    json_integer((json_int_t)__atomic_load_n(&sg->limit, __ATOMIC_RELAXED)));
 	/* over the limit: adopted or restored queries, a lowered limit */
 	json_object_set_new(o, "debt", json_integer((json_int_t)s.debt));
 	json_object_set_new(o, "adopted",
@@ -148,6 +152,7 @@ qd_ctl_reload_groups(void *ctx, const json_t *args, json_t **data, char *err, si
 			 path, QD_RG_GROUPS_MAX);
 		return rc;
 	}
+	qd_peer_sync_groups_changed(d); /* the cluster's caps, not the file's limits */
 	/* Workers may still be selecting on the old view: free it after a grace period. */
 	if (d->routes != NULL)
 		rte_rcu_qsbr_synchronize(d->routes->qsbr, RTE_QSBR_THRID_INVALID);

@@ -382,6 +382,13 @@ client_read(struct qd_ctl_server *s, struct qd_ctl_client *c)
 }
 
 int
+qd_ctl_server_watch(struct qd_ctl_server *s, int fd)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UINT64_MAX - 1};
+	return epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
+}
+
+int
 qd_ctl_server_poll(struct qd_ctl_server *s, int timeout_ms, uint64_t now_ms)
 {
 	struct epoll_event evs[EPOLL_BATCH];
@@ -394,6 +401,8 @@ qd_ctl_server_poll(struct qd_ctl_server *s, int timeout_ms, uint64_t now_ms)
 			accept_clients(s, now_ms);
 			continue;
 		}
+		if (evs[i].data.u64 == UINT64_MAX - 1)
+			continue; /* a watched descriptor: its owner reads it after the poll */
 		struct qd_ctl_client *c = &s->clients[evs[i].data.u64];
 		if (c->fd >= 0)
 			answered += client_read(s, c);

@@ -76,6 +76,10 @@ int qd_ctl_server_open(struct qd_ctl_server *s, const struct qd_ctl_server_conf 
 
 /* Wait up to <timeout_ms> for activity and serve what is ready. Returns the number of
  * requests answered, or a negative errno on a fatal error. EINTR counts as no activity. */
+/* Wake the poll when <fd> is readable too (the peers' UDP socket); the caller reads it
+ * after each poll. Negative errno on failure. */
+int qd_ctl_server_watch(struct qd_ctl_server *s, int fd);
+
 int qd_ctl_server_poll(struct qd_ctl_server *s, int timeout_ms, uint64_t now_ms);
 
 /* Close every client and the socket, and remove the socket file. */

@@ -14,9 +14,11 @@
 #include <rte_ethdev.h>
 
 #include "ctl_groups.h"
+#include "peer_sync.h"
 #include "state_log.h"
 #include "ctl_coords.h"
 #include "ctl_tcp.h"
+#include "ctl_vips.h"
 #include "daemon.h"
 #include "qd_build.h"
 
@@ -287,14 +289,16 @@ add_lcores(json_t *o, const struct qd_daemon *d)
 	json_object_set_new(o, "totals", totals);
 	json_object_set_new(o, "routes", routes_json(d, &px_total));
 	json_object_set_new(o, "admission", qd_ctl_groups_json(d));
+	json_object_set_new(o, "peers", qd_peer_sync_json(d));
 	json_object_set_new(o, "state_log", qd_slog_json(d));
 	json_object_set_new(o, "main",
-			    json_pack("{s:I, s:I, s:I, s:I, s:I}", "events_handled",
+			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "events_handled",
 				      (json_int_t)d->stats.events_handled, "neigh_learned",
 				      (json_int_t)d->stats.neigh_learned, "neigh_full",
 				      (json_int_t)d->stats.neigh_full, "mailbox_full",
 				      (json_int_t)d->stats.mailbox_full, "garp_rounds",
-				      (json_int_t)d->stats.garp_rounds));
+				      (json_int_t)d->stats.garp_rounds, "vip_garps",
+				      (json_int_t)d->stats.vip_garps));
 	const struct qd_ctl_counters *c = &d->ctl.counters;
 	json_object_set_new(o, "control",
 			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "accepted",
@@ -328,9 +332,7 @@ static int
 cmd_status(void *ctx, const json_t *args, json_t **data, char *err, size_t err_len)
 {
 	const struct qd_daemon *d = ctx;
-	json_t *vips = json_array();
-	for (unsigned int i = 0; i < d->iface.vips_count; i++)
-		json_array_append_new(vips, ip_json(d->iface.vips_be[i]));
+	json_t *vips = qd_ctl_vips_json(d);
 	json_t *coords = json_array();
 	for (unsigned int i = 0; i < d->cfg.coordinators_count; i++) {
 		char addr[INET_ADDRSTRLEN], buf[INET_ADDRSTRLEN + 8];
@@ -411,8 +413,16 @@ const struct qd_ctl_command qd_daemon_commands[] = {
 	 "add a coordinator at run time (durable): args coordinator \"a.b.c.d:port\", weight"},
 	{"coordinator_remove", qd_ctl_coordinator_remove,
 	 "take a coordinator out at run time (durable): args coordinator \"a.b.c.d:port\""},
+	{"vips", qd_ctl_vips,
+	 "the VIP table: every address with its state, live client connections and since when"},
+	{"vip_take", qd_ctl_vip_take,
+	 "hold a VIP now (active, gratuitous ARP): args address \"a.b.c.d\""},
+	{"vip_release", qd_ctl_vip_release,
+	 "give a VIP up: args address \"a.b.c.d\", drain_ms (0 = at once)"},
 	{"groups", qd_ctl_groups,
 	 "admission control: every resource group's limit, running, queued and counters"},
+	{"peers", qd_ctl_peers,
+	 "active-active peers: membership, lag, messages, and each group's shares (escrow)"},
 	{"reload_groups", qd_ctl_reload_groups,
 	 "read resource-groups.json again (args path to name another file); all or nothing"},
 };

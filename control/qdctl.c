@@ -73,6 +73,20 @@ usage(FILE *out)
 		"             configuration, e.g. 10.213.0.201:8080); queries already running\n"
 		"             there go on to their end. For maintenance: drain, wait until\n"
 		"             INFLIGHT is 0, then stop the coordinator\n"
+		"  peers      active-active peers: this dispatcher's peer id and address,\n"
+		"             whether it is still in its start-up quarantine (it admits only\n"
+		"             what its state log restored until it has heard from every\n"
+		"             peer), then every peer: STATE (unknown until first heard,\n"
+		"             alive, dead after peer.dead_after_ms of silence, left when it\n"
+		"             said it stops), for how long, ms since its last message, round\n"
+		"             trip, messages in/out, deaths and rejoins; then every resource\n"
+		"             group: the cluster-wide LIMIT, our BASE share, our CAP now\n"
+		"             (base - granted to others + usable grants of others), our\n"
+		"             RUNNING and QUEUED, the cluster's (ours + alive peers'), and\n"
+		"             per peer what we grant it (OUT) and it grants us (IN); and the\n"
+		"             rejected messages by reason (bad_mac, replayed, stale ...); and\n"
+		"             every virtual IP: its HOME peer, its OWNER now (the home while\n"
+		"             alive, else a survivor), and how this dispatcher holds it\n"
 		"  groups     admission control: every resource group (dotted name) with its\n"
 		"             hardConcurrencyLimit, RUNNING, QUEUED (in this group; below it\n"
 		"             in parentheses), slots in the workers' reserves and in the\n"
@@ -90,6 +104,31 @@ usage(FILE *out)
 		"             any error is refused and nothing changes (exit 1)\n"
 		"  undrain ADDR:PORT\n"
 		"             send new queries to ADDR:PORT again (once its health is up)\n"
+		"  vips       the virtual IP table: every address this dispatcher holds or\n"
+		"             held, its STATE (active: ARP answered, new connections\n"
+		"             accepted; draining: still answered and accepted, but every\n"
+		"             HTTP response says Connection: close and idle keep-alive\n"
+		"             connections are closed, until no connection is left or the\n"
+		"             drain time is over; absent: not ours, no ARP answers, TCP\n"
+		"             segments to it dropped without RST), the live client\n"
+		"             CONNECTIONS on it, and SINCE when it is in that state\n"
+		"  vip take ADDR\n"
+		"             hold virtual IP ADDR (e.g. 10.213.0.102) from now: active at\n"
+		"             once, announced by gratuitous ARP now and twice more within\n"
+		"             about a second (in case one is lost). ADDR may be one this\n"
+		"             dispatcher never had (another peer's, for a takeover): it must\n"
+		"             be in port.ip's subnet and be neither port.ip nor the subnet's\n"
+		"             network or broadcast address. Taking a draining VIP stops the\n"
+		"             drain; taking an active one announces it again. At most 32\n"
+		"             distinct addresses per run (released ones keep their slot)\n"
+		"  vip release ADDR [--drain-ms N]\n"
+		"             give virtual IP ADDR up. Without --drain-ms (or with 0) it is\n"
+		"             absent at once: connections on it are cut off. With N > 0 it\n"
+		"             drains first and is absent once it has no connection left, or\n"
+		"             after N ms at the latest; connections still open then are left\n"
+		"             to time out. Release, wait for absent (qdctl vips), then take\n"
+		"             it on the other peer. Not kept across restarts: a restart\n"
+		"             starts from the configuration (vip, vip.claim_at_start)\n"
 		"  help       the commands this daemon serves\n"
 		"\n"
 		"Durability: with state.dir set, qdispatchd writes every change made by\n"
@@ -105,6 +144,8 @@ usage(FILE *out)
 		"  -t, --timeout MS    give up after MS milliseconds (default 5000; 120000 for\n"
 		"                      tcp-probe; 15000 for changes, which wait for an fsync)\n"
 		"  -w, --weight N      coordinators add: the new coordinator's weight\n"
+		"  -d, --drain-ms N    vip release: drain for at most N ms (0..86400000, default\n"
+		"                      0: absent at once)\n"
 		"  -V, --version       print the version and exit\n"
 		"  -h, --help          print this help and exit\n"
 		"\n"
@@ -117,7 +158,10 @@ usage(FILE *out)
 		"  qdctl --json coordinators | jq '.coordinators[] | select(.health != \"up\")'\n"
 		"  qdctl drain 10.213.0.201:8080 && qdctl coordinators\n"
 		"  qdctl coordinators add 10.213.0.203:8080 --weight 2\n"
-		"  qdctl coordinators remove 10.213.0.203:8080\n");
+		"  qdctl coordinators remove 10.213.0.203:8080\n"
+		"  qdctl vip release 10.213.0.102 --drain-ms 30000   # on the peer giving it up\n"
+		"  qdctl --json vips | jq '.vips[] | select(.address == \"10.213.0.102\") | .state'\n"
+		"  qdctl vip take 10.213.0.102                       # on the peer taking it\n");
 }
 
 static int
@@ -342,7 +386,7 @@ print_status(const json_t *d)
 	size_t i;
 	const json_t *v;
 	json_array_foreach(json_object_get(d, "vips"), i, v)
-		printf(" %s", json_string_value(v));
+		printf(" %s (%s)", str(v, "address"), str(v, "state"));
 	printf("  (port %lld)\ncoordinators", num(d, "listen_port"));
 	const json_t *table = json_object_get(d, "coordinator_table");
 	if (json_array_size(table) > 0) {
@@ -590,6 +634,60 @@ drain(const char *path, const char *cmd, int argc, char **argv, bool json_out, i
 }
 
 static void
+print_peers(const json_t *d)
+{
+	printf("peer %lld on %s:%lld, boot %s%s; %lld of %lld other peer(s) alive\n",
+	       num(d, "self"), str(d, "address"), num(d, "port"), str(d, "boot"),
+	       json_is_true(json_object_get(d, "quarantine")) ? ", IN QUARANTINE" : "",
+	       num(d, "alive"), num(d, "configured"));
+	printf("%-4s %-21s %-8s %10s %10s %9s %9s %9s %6s %7s\n", "ID", "ADDRESS", "STATE",
+	       "FOR-MS", "HEARD-MS", "RTT-US", "MSGS-IN", "MSGS-OUT", "DEATHS", "REJOINS");
+	size_t i, j;
+	const json_t *p, *g;
+	json_array_foreach(json_object_get(d, "peers"), i, p) {
+		char addr[40], heard[24];
+		snprintf(addr, sizeof(addr), "%s:%lld", str(p, "address"), num(p, "port"));
+		const json_t *h = json_object_get(p, "last_heard_ms_ago");
+		if (json_is_integer(h))
+			snprintf(heard, sizeof(heard), "%lld", (long long)json_integer_value(h));
+		else
+			snprintf(heard, sizeof(heard), "never");
+		printf("%-4lld %-21s %-8s %10lld %10s %9lld %9lld %9lld %6lld %7lld\n", num(p, "id"),
+		       addr, str(p, "state"), num(p, "state_for_ms"), heard, num(p, "rtt_us"),
+		       num(p, "messages_in"), num(p, "messages_out"), num(p, "deaths"),
+		       num(p, "rejoins"));
+	}
+	printf("\n%-28s %6s %5s %5s %7s %6s %11s %10s  %s\n", "GROUP", "LIMIT", "BASE", "CAP",
+	       "RUNNING", "QUEUED", "CL-RUNNING", "CL-QUEUED", "PEER:OUT/IN");
+	json_array_foreach(json_object_get(d, "groups"), i, g) {
+		printf("%-28s %6lld %5lld %5lld %7lld %6lld %11lld %10lld ", str(g, "group"),
+		       num(g, "limit"), num(g, "base"), num(g, "cap"), num(g, "running"),
+		       num(g, "queued"), num(g, "cluster_running"), num(g, "cluster_queued"));
+		json_array_foreach(json_object_get(d, "peers"), j, p) {
+			const json_t *l = json_array_get(json_object_get(p, "groups"), i);
+			printf(" %lld:%lld/%lld", num(p, "id"), num(l, "granted_to_it"),
+			       num(l, "usable"));
+		}
+		printf("\n");
+	}
+	printf("\n%-16s %5s %6s %9s\n", "VIP", "HOME", "OWNER", "HERE");
+	json_array_foreach(json_object_get(d, "vips"), i, g)
+		printf("%-16s %5lld %6lld %9s\n", str(g, "address"), num(g, "home"), num(g, "owner"),
+		       str(g, "held_here"));
+	const json_t *r = json_object_get(d, "rejected");
+	const char *k;
+	const json_t *v;
+	printf("\nrejected:");
+	json_object_foreach((json_t *)r, k, v)
+		printf(" %s %lld", k, (long long)json_integer_value(v));
+	const json_t *c = json_object_get(d, "counters");
+	printf("\nmessages: sent %lld (send errors %lld), received %lld, %lld bytes each; "
+	       "grants changed %lld, caps set %lld\n",
+	       num(c, "sent"), num(c, "send_errors"), num(c, "received"), num(c, "message_bytes"),
+	       num(c, "grants_changed"), num(c, "caps_set"));
+}
+
+static void
 print_groups(const json_t *d)
 {
 	printf("resource groups from %s (%lld reloads), %lld waiting, %lld of %lld queue "
@@ -652,6 +750,66 @@ reload_groups(const char *path, int argc, char **argv, bool json_out, int timeou
 		       json_is_true(json_object_get(d, "durable"))
 			       ? "; the file is recorded for the next start"
 			       : "");
+	}
+	json_decref(reply);
+	return EXIT_OK;
+}
+
+static void
+print_vips(const json_t *d)
+{
+	printf("%-16s %-9s %11s  %-20s %s\n", "ADDRESS", "STATE", "CONNECTIONS", "SINCE",
+	       "DRAIN-LEFT");
+	size_t i;
+	const json_t *v;
+	json_array_foreach(json_object_get(d, "vips"), i, v) {
+		char left[32] = "-";
+		if (json_is_integer(json_object_get(v, "drain_left_ms")))
+			snprintf(left, sizeof(left), "%lld ms", num(v, "drain_left_ms"));
+		printf("%-16s %-9s %11lld  %-20s %s\n", str(v, "address"), str(v, "state"),
+		       num(v, "connections"), str(v, "since"), left);
+	}
+}
+
+/* vip take ADDR / vip release ADDR [--drain-ms N] */
+static int
+vip_change(const char *path, int argc, char **argv, long long drain_ms, bool json_out,
+	   int timeout_ms)
+{
+	bool take = argc == 2 && strcmp(argv[0], "take") == 0;
+	bool release = argc == 2 && strcmp(argv[0], "release") == 0;
+	if (!take && !release) {
+		fprintf(stderr, "qdctl: usage: vip take ADDR | vip release ADDR [--drain-ms N]\n");
+		return EXIT_USAGE;
+	}
+	if (take && drain_ms >= 0) {
+		fprintf(stderr, "qdctl: vip take takes no --drain-ms\n");
+		return EXIT_USAGE;
+	}
+	json_t *args = json_pack("{s:s}", "address", argv[1]);
+	if (release)
+		json_object_set_new(args, "drain_ms", json_integer(drain_ms > 0 ? drain_ms : 0));
+	int status = EXIT_OK;
+	json_t *reply = request(path, take ? "vip_take" : "vip_release", args, timeout_ms,
+				&status);
+	json_decref(args);
+	if (reply == NULL)
+		return status;
+	const json_t *d = json_object_get(reply, "data");
+	bool changed = json_is_true(json_object_get(d, "changed"));
+	if (json_out) {
+		json_dumpf(d, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		printf("\n");
+	} else if (take) {
+		printf("vip %s %s: answering ARP and accepting connections; gratuitous ARP sent\n",
+		       str(d, "address"), changed ? "taken" : "was held already");
+	} else if (strcmp(str(d, "state"), "draining") == 0) {
+		printf("vip %s draining: %lld connection(s) on it; absent when none is left or in "
+		       "%lld ms\n", str(d, "address"), num(d, "connections"),
+		       num(d, "drain_left_ms"));
+	} else {
+		printf("vip %s %s\n", str(d, "address"),
+		       changed ? "released: absent now" : "was absent already");
 	}
 	json_decref(reply);
 	return EXIT_OK;
@@ -728,6 +886,7 @@ main(int argc, char **argv)
 		{"json", no_argument, NULL, 'j'},
 		{"timeout", required_argument, NULL, 't'},
 		{"weight", required_argument, NULL, 'w'},
+		{"drain-ms", required_argument, NULL, 'd'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -739,8 +898,9 @@ main(int argc, char **argv)
 	int timeout_ms = 5000;
 	bool timeout_set = false;
 	long weight = 0;
+	long long drain_ms = -1; /* -1: not given */
 	int c;
-	while ((c = getopt_long(argc, argv, "s:jt:w:Vh", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:jt:w:d:Vh", longs, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			path = optarg;
@@ -768,6 +928,10 @@ main(int argc, char **argv)
 			}
 			break;
 		}
+		case 'd':
+			if (parse_count("--drain-ms", optarg, 86400000, &drain_ms) != 0)
+				return EXIT_USAGE;
+			break;
 		case 'V':
 			printf("qdctl %s\n", QD_VERSION);
 			return EXIT_OK;
@@ -785,6 +949,14 @@ main(int argc, char **argv)
 		fprintf(stderr, "qdctl: --weight goes with 'coordinators add' only\n");
 		return EXIT_USAGE;
 	}
+	bool vip_cmd = strcmp(cmd, "vip") == 0;
+	if (drain_ms >= 0 && !vip_cmd) {
+		fprintf(stderr, "qdctl: --drain-ms goes with 'vip release' only\n");
+		return EXIT_USAGE;
+	}
+	if (vip_cmd)
+		return vip_change(path, argc - optind - 1, argv + optind + 1, drain_ms, json_out,
+				  timeout_ms);
 	/* A change waits for the daemon's fsync (bounded there at 5 s). */
 	int change_ms = timeout_set ? timeout_ms : 15000;
 	if (coord_change)
@@ -802,7 +974,7 @@ main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	static const char *const known[] = {"status", "stats", "neigh", "coordinators", "groups",
-					    "help"};
+					    "peers", "vips", "help"};
 	bool ok = false;
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 		ok = ok || strcmp(cmd, known[i]) == 0;
@@ -830,6 +1002,10 @@ main(int argc, char **argv)
 		print_coordinators(data);
 	} else if (strcmp(cmd, "groups") == 0) {
 		print_groups(data);
+	} else if (strcmp(cmd, "peers") == 0) {
+		print_peers(data);
+	} else if (strcmp(cmd, "vips") == 0) {
+		print_vips(data);
 	} else {
 		print_help(data);
 	}

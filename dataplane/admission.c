@@ -840,6 +840,32 @@ qd_admission_expire(struct qd_admission *a, uint32_t *cursor, uint32_t budget, u
 	return ended;
 }
 
+/* <g>'s limit goes from <old> to <limit> (under the admission lock). The pool stays <= the
+ * limit at every instant: a raise stores the limit first and pays any debt before the
+ * pool grows; a cut takes the pool's free slots first and what runs beyond the new limit
+ * becomes debt (the pool never goes below 0). */
+static void
+limit_change(struct qd_adm_group *g, uint32_t old, uint32_t limit)
+{
+	if (limit >= old)
+		STORE(&g->limit, limit);
+	int64_t delta = (int64_t)limit - (int64_t)old;
+	if (delta > 0) {
+		pool_give(g, delta);
+	} else if (delta < 0) {
+		int64_t owed = -delta;
+		for (unsigned int k = 0; k < 64 && owed > 0; k++) {
+			int64_t got = pool_take(g, owed);
+			if (got == 0)
+				break;
+			owed -= got;
+		}
+		if (owed > 0)
+			ADD(&g->debt, owed);
+	}
+	STORE(&g->limit, limit);
+}
+
 struct qd_adm_view *
 qd_admission_reload(struct qd_admission *a, struct qd_rg_config *rg)
 {
@@ -877,24 +903,7 @@ qd_admission_reload(struct qd_admission *a, struct qd_rg_config *rg)
 		a->info[g] = info;
 		/* the pool stays <= the limit at every instant: raise the limit first,
 		 * lower it last */
-		if (info.hard_concurrency_limit >= old_limit)
-			STORE(&a->g[g].limit, info.hard_concurrency_limit);
-		int64_t delta = (int64_t)info.hard_concurrency_limit - (int64_t)old_limit;
-		if (delta > 0) {
-			pool_give(&a->g[g], delta); /* pays a debt first */
-		} else if (delta < 0) {
-			/* free slots go first; what runs beyond the new limit is debt */
-			int64_t owed = -delta;
-			for (unsigned int k = 0; k < 64 && owed > 0; k++) {
-				int64_t got = pool_take(&a->g[g], owed);
-				if (got == 0)
-					break;
-				owed -= got;
-			}
-			if (owed > 0)
-				ADD(&a->g[g].debt, owed);
-		}
-		STORE(&a->g[g].limit, info.hard_concurrency_limit);
+		limit_change(&a->g[g], old_limit, info.hard_concurrency_limit);
 		a->g[g].retired = false;
 		keep[g] = true;
 	}
@@ -955,6 +964,29 @@ qd_admission_restore(struct qd_admission *a, int group, int64_t mem)
 	rte_spinlock_lock(&a->lock);
 	force_path(a, &a->col[QD_ADM_COLUMNS - 1], group, mem);
 	rte_spinlock_unlock(&a->lock);
+}
+
+int
+qd_admission_set_cap(struct qd_admission *a, int group, uint32_t cap)
+{
+	if (group < 0 || (unsigned int)group >= a->groups)
+		return -EINVAL;
+	struct qd_adm_group *g = &a->g[group];
+	rte_spinlock_lock(&a->lock);
+	uint32_t old = g->limit;
+	if (cap == old) {
+		rte_spinlock_unlock(&a->lock);
+		return 0;
+	}
+	/* as at a reload; a debt makes workers return their reserves (the flush below) */
+	limit_change(g, old, cap);
+	a->cap_changes++;
+	if (cap < old)
+		__atomic_fetch_add(&a->flush_epoch, 1, __ATOMIC_RELEASE);
+	else
+		schedule_locked(a);
+	rte_spinlock_unlock(&a->lock);
+	return 0;
 }
 
 void

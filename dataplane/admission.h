@@ -168,6 +168,7 @@ struct qd_admission {
 	uint32_t free_head;
 	uint32_t entries_used;
 	uint64_t reloads;
+	uint64_t cap_changes;        /* qd_admission_set_cap calls that changed a limit */
 	uint64_t entries_full;      /* no entry left (admission.queued_max) */
 	struct qd_adm_group g[QD_RG_GROUPS_MAX];
 	struct qd_adm_column col[QD_ADM_COLUMNS];
@@ -260,6 +261,11 @@ void qd_admission_force(struct qd_admission *a, unsigned int worker, int group, 
 uint32_t qd_admission_name_hash(const char *name);
 
 /* Totals for display and tests: relaxed sums over the columns. */
+/* Set <group>'s limit on this dispatcher to <cap> (main lcore): the share of the group's
+ * cluster-wide hardConcurrencyLimit that the peers' escrow gives us (lib/cluster.h). A cap
+ * below the running queries admits nothing until enough of them end. */
+int qd_admission_set_cap(struct qd_admission *a, int group, uint32_t cap);
+
 struct qd_adm_group_stats {
 	int64_t running;
 	int64_t reserved;

@@ -93,15 +93,74 @@ neigh_tick(struct qd_daemon *d, uint64_t now_ms)
 }
 
 static void
+send_garp(struct qd_daemon *d, uint32_t ip_be)
+{
+	/* Announcements leave through worker 0: any queue reaches the wire. */
+	struct qd_msg msg = {.type = QD_MSG_TX_GARP, .ip_be = ip_be};
+	send_to_worker(d, 0, &msg);
+}
+
+/* The periodic refresh: port.ip and every VIP we hold (ACTIVE or DRAINING). */
+static void
 garp(struct qd_daemon *d)
 {
-	struct qd_msg msg = {.type = QD_MSG_TX_GARP, .ip_be = d->iface.ip_be};
-	send_to_worker(d, 0, &msg);
-	for (unsigned int i = 0; i < d->iface.vips_count; i++) {
-		msg.ip_be = d->iface.vips_be[i];
-		send_to_worker(d, 0, &msg);
+	send_garp(d, d->iface.ip_be);
+	unsigned int n = qd_vip_count(&d->iface.vips);
+	for (unsigned int i = 0; i < n; i++) {
+		struct qd_vip_info vi;
+		qd_vip_info(&d->iface.vips, i, &vi);
+		if (vi.state != QD_VIP_ABSENT)
+			send_garp(d, vi.ip_be);
 	}
 	d->stats.garp_rounds++;
+}
+
+void
+qd_daemon_vip_conns(const struct qd_daemon *d, uint32_t conns[QD_VIP_SLOTS_MAX])
+{
+	memset(conns, 0, sizeof(uint32_t) * QD_VIP_SLOTS_MAX);
+	for (unsigned int w = 0; w < d->workers_count; w++) {
+		const struct qd_worker *wk = d->workers[w];
+		if (wk == NULL)
+			continue;
+		for (unsigned int i = 0; i < QD_VIP_SLOTS_MAX; i++)
+			conns[i] += __atomic_load_n(&wk->vip_conns[i], __ATOMIC_RELAXED);
+	}
+}
+
+void
+qd_daemon_vip_service(struct qd_daemon *d, uint64_t now_ms)
+{
+	uint32_t conns[QD_VIP_SLOTS_MAX];
+	uint32_t due[QD_VIP_SLOTS_MAX];
+	qd_daemon_vip_conns(d, conns);
+	unsigned int n = qd_vip_poll(&d->iface.vips, now_ms, conns, due, QD_VIP_SLOTS_MAX);
+	for (unsigned int i = 0; i < n; i++) {
+		send_garp(d, due[i]);
+		d->stats.vip_garps++;
+	}
+}
+
+int
+qd_daemon_vip_take(struct qd_daemon *d, uint32_t ip_be, bool *changed, char *err,
+		   size_t err_len)
+{
+	uint64_t now = qd_daemon_now_ms();
+	int rc = qd_vip_take(&d->iface.vips, ip_be, now, changed, err, err_len);
+	if (rc == 0)
+		qd_daemon_vip_service(d, now); /* the first announcement goes now */
+	return rc;
+}
+
+int
+qd_daemon_vip_release(struct qd_daemon *d, uint32_t ip_be, uint32_t drain_ms, bool *changed,
+		      char *err, size_t err_len)
+{
+	uint64_t now = qd_daemon_now_ms();
+	int rc = qd_vip_release(&d->iface.vips, ip_be, drain_ms, now, changed, err, err_len);
+	if (rc == 0)
+		qd_daemon_vip_service(d, now); /* no connection on it: ABSENT at once */
+	return rc;
 }
 
 void
@@ -113,6 +172,7 @@ qd_daemon_service(struct qd_daemon *d, uint64_t now_ms)
 		d->next_neigh_tick_ms = now_ms + 50;
 	}
 	publish(d);
+	qd_daemon_vip_service(d, now_ms);
 	if (d->next_garp_ms != UINT64_MAX && now_ms >= d->next_garp_ms) {
 		garp(d);
 		d->next_garp_ms = d->cfg.garp_interval_s == 0

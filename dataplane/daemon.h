@@ -19,6 +19,7 @@
 #include "iface.h"
 #include "neigh.h"
 #include "port.h"
+#include "proxy.h"
 #include "worker.h"
 
 #define QD_NEIGH_ACTIONS_MAX 64 /* probes sent per main-lcore tick */
@@ -30,6 +31,7 @@ struct qd_main_stats {
 	uint64_t neigh_full;
 	uint64_t mailbox_full;
 	uint64_t garp_rounds;
+	uint64_t vip_garps; /* announcements after a take (vip_table.h) */
 };
 
 struct qd_daemon {
@@ -49,6 +51,8 @@ struct qd_daemon {
 	struct qd_admission *admission; /* NULL without admission.resource_groups */
 	struct qd_seed *seed; /* the seed log (control/seed_log.h); NULL without state.dir */
 	struct qd_slog *slog;          /* the state log; NULL without state.dir */
+	struct qd_peer_sync *peers;    /* control/peer_sync.h; NULL without peer.id */
+	struct qd_peer_health peer_health; /* published for the workers' health endpoint */
 	unsigned int workers_count;
 	bool stop; /* written by the main lcore with release, read by workers with acquire */
 	struct qd_neigh_table neigh; /* master */
@@ -66,6 +70,20 @@ uint64_t qd_daemon_now_ms(void);
 /* One pass of the main lcore's duties besides the control socket: drain worker events,
  * run neighbour timers, publish replica changes, send gratuitous ARP when due. */
 void qd_daemon_service(struct qd_daemon *d, uint64_t now_ms);
+
+/* Virtual IPs at run time (vip_table.h), main lcore only. These are the calls for the
+ * control plane (control/peer.c, qdctl vip ...): */
+
+/* Live client connections per VIP slot, summed over the workers. */
+void qd_daemon_vip_conns(const struct qd_daemon *d, uint32_t conns[QD_VIP_SLOTS_MAX]);
+/* Hold <ip_be> (ACTIVE); gratuitous ARP now and twice more within ~1 s. qd_vip_take(). */
+int qd_daemon_vip_take(struct qd_daemon *d, uint32_t ip_be, bool *changed, char *err,
+		       size_t err_len);
+/* Give <ip_be> up after a drain of at most <drain_ms> (0: at once). qd_vip_release(). */
+int qd_daemon_vip_release(struct qd_daemon *d, uint32_t ip_be, uint32_t drain_ms, bool *changed,
+			  char *err, size_t err_len);
+/* Finish drains and send due announcements (qd_daemon_service() calls it every pass). */
+void qd_daemon_vip_service(struct qd_daemon *d, uint64_t now_ms);
 
 /* The control commands qdispatchd serves. */
 extern const struct qd_ctl_command qd_daemon_commands[];

@@ -1,8 +1,9 @@
 /*
  * The addresses this dispatcher answers for on its port: the interface
  * address (port.ip, used as the source of our own connections and ARP
- * requests) and the client-facing virtual IPs. Built at start-up and read
- * by every worker.
+ * requests) and the client-facing virtual IPs. mac, ip_be and prefix_len are
+ * fixed at start-up; the VIPs live in a table the main lcore changes at run
+ * time (vip_table.h) and every worker reads without locks.
  */
 #ifndef QD_IFACE_H
 #define QD_IFACE_H
@@ -12,27 +13,21 @@
 
 #include <rte_ether.h>
 
-#include "config.h"
+#include "vip_table.h"
 
 struct qd_iface {
 	struct rte_ether_addr mac;
 	uint32_t ip_be;
 	uint8_t prefix_len;
-	uint32_t vips_be[QD_CONFIG_VIPS_MAX];
-	unsigned int vips_count;
+	struct qd_vip_table vips;
 };
 
-/* Whether <ip_be> is one of the addresses of <ifc>. */
+/* Whether <ip_be> is an address of <ifc> now: port.ip, or a VIP that is ACTIVE or
+ * DRAINING. */
 static inline bool
 qd_iface_owns(const struct qd_iface *ifc, uint32_t ip_be)
 {
-	if (ip_be == ifc->ip_be)
-		return true;
-	for (unsigned int i = 0; i < ifc->vips_count; i++) {
-		if (ifc->vips_be[i] == ip_be)
-			return true;
-	}
-	return false;
+	return ip_be == ifc->ip_be || qd_vip_held(&ifc->vips, ip_be);
 }
 
 #endif /* QD_IFACE_H */

@@ -50,6 +50,7 @@
 	X(ip_fragment, "IPv4 fragment (not reassembled)")                                 \
 	X(ip_options, "IPv4 options present")                                             \
 	X(ip_not_ours, "IPv4 destination we do not own")                                  \
+	X(vip_absent, "IPv4 to a VIP of ours that is released now (another peer's)")      \
 	X(ip_proto, "IPv4 protocol not handled yet")                                      \
 	X(icmp_malformed, "ICMP truncated or checksum wrong")                             \
 	X(icmp_type, "ICMP type other than echo request")                                 \

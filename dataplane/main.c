@@ -27,6 +27,7 @@
 #include "log.h"
 #include "resource_groups.h"
 #include "seed_log.h"
+#include "peer_sync.h"
 #include "state_log.h"
 #include "qd_build.h"
 
@@ -329,6 +330,8 @@ make_workers(struct qd_daemon *d, char *err, size_t err_len)
 			wc.proxy_conf.coord_table = d->coords;
 			wc.proxy_conf.admission = d->admission;
 			wc.proxy_conf.state_ring = qd_slog_ring(d, i);
+			if (d->cfg.peer_id != 0)
+				wc.proxy_conf.peer_health = &d->peer_health;
 			wc.health = (struct qd_health_conf){
 				.interval_ms = d->cfg.health_interval_ms,
 				.timeout_ms = d->cfg.health_timeout_ms,
@@ -388,6 +391,39 @@ start_control(struct qd_daemon *d, char *err, size_t err_len)
 	return qd_ctl_server_open(&d->ctl, &cc, err, err_len);
 }
 
+static void
+vip_log(void *ctx, const char *line)
+{
+	(void)ctx;
+	QD_LOG(NOTICE, main, "%s", line);
+}
+
+/* The configured VIPs: ACTIVE, or ABSENT until the control plane takes them
+ * (vip.claim_at_start = no, for a peer that waits for its cluster to agree). */
+static int
+start_vips(struct qd_daemon *d, char *err, size_t err_len)
+{
+	_Static_assert(QD_CONFIG_VIPS_MAX <= QD_VIP_SLOTS_MAX, "every configured VIP has a slot");
+	qd_vip_table_init(&d->iface.vips, d->iface.ip_be, d->iface.prefix_len, vip_log, NULL);
+	uint64_t now = qd_daemon_now_ms();
+	/* With peers the cluster decides who holds which VIP (control/peer_sync.c): we
+	 * start holding none, as a restarted peer must not take its VIPs back from the
+	 * survivor that serves them before that survivor has drained them. */
+	bool claim = d->cfg.vip_claim_at_start && d->cfg.peer_id == 0;
+	if (d->cfg.peer_id != 0 && d->cfg.vip_claim_at_start)
+		QD_LOG(INFO, main, "peers: the VIPs start absent; the cluster hands them out");
+	enum qd_vip_state st = claim ? QD_VIP_ACTIVE : QD_VIP_ABSENT;
+	for (unsigned int i = 0; i < d->cfg.vips_count; i++) {
+		char why[QD_VIP_ERR_MAX];
+		int rc = qd_vip_add(&d->iface.vips, d->cfg.vips_be[i], st, now, why, sizeof(why));
+		if (rc != 0) {
+			snprintf(err, err_len, "vip: %s", why);
+			return rc;
+		}
+	}
+	return 0;
+}
+
 /* Everything after EAL, in order; qd_daemon_stop() undoes what was done. */
 static int
 start(struct qd_daemon *d, char *err, size_t err_len)
@@ -414,11 +450,18 @@ start(struct qd_daemon *d, char *err, size_t err_len)
 	d->iface.mac = d->port.mac;
 	d->iface.ip_be = d->cfg.port_ip.addr_be;
 	d->iface.prefix_len = d->cfg.port_ip.prefix_len;
-	memcpy(d->iface.vips_be, d->cfg.vips_be, sizeof(d->iface.vips_be));
-	d->iface.vips_count = d->cfg.vips_count;
+	if ((rc = start_vips(d, err, err_len)) != 0)
+		return rc;
 	if ((rc = make_rings(d, err, err_len)) != 0 || (rc = make_workers(d, err, err_len)) != 0 ||
 	    (rc = start_neigh(d, err, err_len)) != 0 || (rc = start_control(d, err, err_len)) != 0)
 		return rc;
+	/* peers before the workers: the admission caps are the cluster's from the first query */
+	if ((rc = qd_peer_sync_open(d, err, err_len)) != 0)
+		return rc;
+	if (d->peers != NULL && (rc = qd_ctl_server_watch(&d->ctl, d->peers->fd)) != 0) {
+		snprintf(err, err_len, "peers: epoll: %s", strerror(-rc));
+		return rc;
+	}
 	for (unsigned int i = 0; i < d->workers_count; i++) {
 		rc = rte_eal_remote_launch(qd_worker_main, d->workers[i], d->workers[i]->conf.lcore_id);
 		if (rc != 0) {
@@ -434,6 +477,7 @@ start(struct qd_daemon *d, char *err, size_t err_len)
 static void
 stop(struct qd_daemon *d)
 {
+	qd_peer_sync_close(d); /* the peers see us go at once */
 	__atomic_store_n(&d->stop, true, __ATOMIC_RELEASE);
 	rte_eal_mp_wait_lcore();
 	qd_ctl_server_close(&d->ctl);
@@ -472,6 +516,7 @@ run(struct qd_daemon *d)
 		}
 		qd_daemon_service(d, qd_daemon_now_ms());
 		qd_slog_service(d);
+		qd_peer_sync_service(d);
 	}
 	if (signal_seen != 0)
 		QD_LOG(NOTICE, main, "signal %d: stopping", (int)signal_seen);

@@ -52,6 +52,7 @@
 #define PX_SUBMIT_WAIT_MS 50u /* a queued POST waits this long for a slot before QUEUED */
 #define PX_ADM_EXPIRE_BUDGET 1024
 #define PX_DISC_SLACK_US 1000000u /* a parked request outlives its discovery's timeout by this */
+#define PX_VIP_CHECK_EVERY_US 50000 /* idle clients on a draining VIP are closed this soon */
 
 /* ---- intrusive FIFO lists of waiting connections ------------------------ */
 
@@ -210,6 +211,7 @@ struct px_client {
 	uint32_t host_len;
 	char host[128];              /* copy of Host for a synthesized FAILED result */
 	uint32_t peer_ip_be;
+	uint32_t local_ip_be;        /* the VIP it connected to */
 	/* admission */
 	bool collect;                /* a submission whose SQL is gathered before admission */
 	bool stmt_too_big;
@@ -259,6 +261,7 @@ struct qd_proxy {
 	uint32_t adm_cursor;             /* qd_admission_expire() position (worker 0) */
 	char *rewrite;                   /* a request target with an alias replaced (head_size) */
 	uint64_t next_adm_expire_us;
+	uint64_t next_vip_check_us;
 	/* states */
 	struct px_client *clients;
 	struct px_backend *backends;
@@ -277,6 +280,26 @@ struct qd_proxy {
 #define PX_COUNT(px, name) qd_stat_add(&(px)->counters.name, 1)
 #define PX_ADD(px, name, n) qd_stat_add(&(px)->counters.name, (n))
 #define PX_NONE UINT32_MAX
+
+/* Whether the VIP <cl> connected to is being given up (DRAINING, or ABSENT already after a
+ * drain ran out of time): its responses then say Connection: close and it closes after. */
+static bool
+client_vip_leaving(const struct px_client *cl)
+{
+	const struct qd_vip_table *t = cl->px->conf.vips;
+	enum qd_vip_state st;
+	return t != NULL && qd_vip_lookup(t, cl->local_ip_be, &st) >= 0 && st != QD_VIP_ACTIVE;
+}
+
+/* Before a response head is written: a leaving VIP makes it the connection's last. */
+static void
+client_mark_last_if_leaving(struct px_client *cl)
+{
+	if (!cl->close_after && client_vip_leaving(cl)) {
+		cl->close_after = true;
+		PX_COUNT(cl->px, vip_drain_last);
+	}
+}
 
 static void client_process(struct px_client *cl);
 static void backend_process(struct px_backend *be);
@@ -478,6 +501,7 @@ client_local_raw(struct px_client *cl, unsigned int status, const char *body, bo
 	size_t blen = body ? strlen(body) : 0;
 	if (close)
 		cl->close_after = true;
+	client_mark_last_if_leaving(cl);
 	int rc = qd_outq_printf(&cl->out, px->pool,
 				"HTTP/1.1 %u %s\r\nServer: qdispatchd\r\n"
 				"Content-Type: application/json\r\nContent-Length: %zu\r\n%s%s\r\n",
@@ -1280,6 +1304,7 @@ resp_on_headers_complete(http_parser *p)
 	bool chunk_to_client = (be->framing == FR_CHUNKED || be->framing == FR_EOF) && !cl->http10;
 	if ((be->framing == FR_CHUNKED || be->framing == FR_EOF) && cl->http10)
 		cl->close_after = true;
+	client_mark_last_if_leaving(cl);
 	char line[160];
 	int n = snprintf(line, sizeof(line), "HTTP/1.1 %u ", p->status_code);
 	int rc = resp_write(be, cl, line, (size_t)n);
@@ -1669,7 +1694,10 @@ client_write_head(struct px_client *cl, struct qd_outq *q, const char *origin, s
 			if (rc == 0)
 				rc = qd_outq_write(q, mp, "\r\n", 2);
 		} else {
-			uint32_t ip = rte_be_to_cpu_32(px->conf.vip_be);
+			/* The address the client reached us on: with VIPs moving between
+			 * peers, the configured first one may not be ours any more. */
+			uint32_t ip = rte_be_to_cpu_32(cl->local_ip_be != 0 ? cl->local_ip_be
+									 : px->conf.vip_be);
 			rc = qd_outq_printf(q, mp, "Host: %u.%u.%u.%u:%u\r\n", ip >> 24,
 					    (ip >> 16) & 255, (ip >> 8) & 255, ip & 255,
 					    px->conf.listen_port);
@@ -1702,13 +1730,27 @@ dispatcher_endpoint(struct px_client *cl, const char *path, size_t len)
 		unsigned int usable = 0;
 		for (unsigned int i = 0; i < qd_coord_count(px->ct); i++)
 			usable += coord_usable(px, i);
-		char body[256];
+		/* Like orchestrator's leader-check: 200 only when this dispatcher takes new
+		 * queries; a restarted peer in quarantine admits none beyond what it restored,
+		 * so upstream balancers should send elsewhere meanwhile. */
+		const struct qd_peer_health *ph = px->conf.peer_health;
+		bool quarantine = ph != NULL && __atomic_load_n(&ph->quarantine, __ATOMIC_RELAXED);
+		const char *status = usable == 0 ? "no_coordinator" : quarantine ? "quarantine" : "ok";
+		bool ok = usable > 0 && !quarantine;
+		char peers[160] = "null";
+		if (ph != NULL)
+			snprintf(peers, sizeof(peers),
+				 "{\"self\":%u,\"configured\":%u,\"alive\":%u,\"quarantine\":%s}",
+				 __atomic_load_n(&ph->self, __ATOMIC_RELAXED),
+				 __atomic_load_n(&ph->configured, __ATOMIC_RELAXED),
+				 __atomic_load_n(&ph->alive, __ATOMIC_RELAXED),
+				 quarantine ? "true" : "false");
+		char body[384];
 		snprintf(body, sizeof(body),
 			 "{\"status\":\"%s\",\"server\":\"qdispatchd\",\"lcore\":%u,"
-			 "\"coordinators\":{\"configured\":%u,\"usable\":%u}}",
-			 usable > 0 ? "ok" : "no_coordinator", px->lcore_id,
-			 qd_coord_count(px->ct), usable);
-		client_local(cl, usable > 0 ? 200 : 503, body, false, usable == 0);
+			 "\"coordinators\":{\"configured\":%u,\"usable\":%u},\"peers\":%s}",
+			 status, px->lcore_id, qd_coord_count(px->ct), usable, peers);
+		client_local(cl, ok ? 200 : 503, body, false, !ok);
 		return;
 	}
 	client_error(cl, 404, "NOT_FOUND", "No such dispatcher endpoint");
@@ -1824,7 +1866,8 @@ client_host(struct px_client *cl, char *buf, size_t cap)
 {
 	if (cl->host[0] != '\0')
 		return cl->host;
-	uint32_t ip = rte_be_to_cpu_32(cl->px->conf.vip_be);
+	uint32_t ip = rte_be_to_cpu_32(cl->local_ip_be != 0 ? cl->local_ip_be
+							    : cl->px->conf.vip_be);
 	snprintf(buf, cap, "%u.%u.%u.%u:%u", ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255,
 		 ip & 255, cl->px->conf.listen_port);
 	return buf;
@@ -2685,6 +2728,7 @@ cl_on_accept(void *app, struct qd_tcp_conn *c)
 	struct qd_tcp_info info;
 	qd_tcp_conn_info(c, &info);
 	cl->peer_ip_be = info.remote_ip_be;
+	cl->local_ip_be = info.local_ip_be;
 	qd_tcp_conn_set_app(c, &client_ops, cl);
 	list_append(&px->hdr_wait, &cl->tm,
 		    px->now_us + (uint64_t)px->conf.header_timeout_ms * 1000u);
@@ -2847,6 +2891,27 @@ expire(struct qd_proxy *px)
 	backends_gauge(px);
 }
 
+/* While a VIP drains, its idle keep-alive clients are closed gracefully (FIN): they
+ * reconnect and reach whoever holds the VIP by then. Clients in an exchange close after
+ * their response (client_mark_last_if_leaving); clients that have not sent a head yet
+ * are left to it. Bounded by the keep-alive list (at most max_clients). */
+static void
+vip_drain_check(struct qd_proxy *px)
+{
+	if (px->conf.vips == NULL || !qd_vip_any_draining(px->conf.vips))
+		return;
+	struct px_node *n = px->ka_wait.head;
+	for (uint32_t k = 0; n != NULL && k < px->conf.max_clients; k++) {
+		struct px_node *next = n->next;
+		struct px_client *cl = (struct px_client *)n;
+		if (client_vip_leaving(cl)) {
+			PX_COUNT(px, vip_drain_idle_closed);
+			client_start_close(cl);
+		}
+		n = next;
+	}
+}
+
 void
 qd_proxy_set_now(struct qd_proxy *px, uint64_t now_us)
 {
@@ -2871,6 +2936,10 @@ qd_proxy_poll(struct qd_proxy *px, uint64_t now_us)
 						    now_us);
 			}
 		}
+	}
+	if (now_us >= px->next_vip_check_us) {
+		px->next_vip_check_us = now_us + PX_VIP_CHECK_EVERY_US;
+		vip_drain_check(px);
 	}
 	if (now_us >= px->next_sweep_us) {
 		px->next_sweep_us = now_us + PX_SWEEP_EVERY_US;

@@ -31,6 +31,7 @@
 #include "coord_table.h"
 #include "route_table.h"
 #include "tcp.h"
+#include "vip_table.h"
 
 #define QD_PROXY_COORDS_MAX 64
 
@@ -95,7 +96,9 @@
 	X(adm_adopted)           /* ... that took a slot (forced: may go over the limit) */     \
 	X(disc_parked)           /* requests held while their query id was discovered */       \
 	X(disc_resumed)          /* ... sent on to the coordinator found */                    \
-	X(disc_busy)             /* ... refused: discovery full (503 with Retry-After) */
+	X(disc_busy)             /* ... refused: discovery full (503 with Retry-After) */ \
+	X(vip_drain_last)        /* responses sent with Connection: close: their VIP drains */ \
+	X(vip_drain_idle_closed) /* idle keep-alive clients closed: their VIP drains */
 
 struct qd_proxy_counters {
 #define QD_X(name) uint64_t name;
@@ -114,6 +117,14 @@ struct qd_proxy_gauges {
 struct qd_proxy_coord {
 	uint32_t ip_be;
 	uint16_t port;
+};
+
+/* What the main lcore publishes of the peers for the health endpoint (relaxed atomics). */
+struct qd_peer_health {
+	uint32_t self;        /* peer.id */
+	uint32_t configured;  /* other peers */
+	uint32_t alive;
+	uint32_t quarantine;  /* 1: restarted, has not heard from every peer yet */
 };
 
 struct qd_proxy_conf {
@@ -135,7 +146,8 @@ struct qd_proxy_conf {
 	uint32_t route_idle_ms;        /* a route nobody used for this long ends */
 	uint32_t route_linger_ms;      /* an ended query's route still works this long */
 	bool forwarded_for;            /* add X-Forwarded-For (off: Trino answers 406) */
-	uint32_t vip_be;               /* Host for HTTP/1.0 requests without one */
+	uint32_t vip_be;               /* Host for HTTP/1.0 requests without one (fallback) */
+	const struct qd_vip_table *vips; /* shared, read-only here; NULL: no drains (tests) */
 	unsigned int worker_index;     /* this worker among worker_count (route sweep stripe) */
 	unsigned int worker_count;
 	unsigned int coords_count;
@@ -149,6 +161,7 @@ struct qd_proxy_conf {
 	uint32_t discovery_max;               /* discoveries at once per worker, 0: off */
 	uint32_t verify_after_s;              /* quiet routes checked after this, 0: never */
 	struct rte_ring *state_ring;          /* records for the state log; NULL: none */
+	const struct qd_peer_health *peer_health; /* NULL: no peers */
 };
 
 struct qd_proxy;

@@ -242,6 +242,16 @@ enum qd_tcp_state qd_tcp_conn_state(const struct qd_tcp_conn *c);
 struct qd_tcp_stack *qd_tcp_conn_stack(const struct qd_tcp_conn *c);
 const char *qd_tcp_state_name(enum qd_tcp_state st);
 
+/* Accounting of live passive connections (ESTABLISHED up to, not including, TIME_WAIT)
+ * by local address, for the VIP table's drains: when one becomes live, <classify> maps
+ * its local address to a slot below <slots> (or -1: not counted) and counts[slot] is
+ * raised until the connection is no longer live. The slot is remembered per connection,
+ * so what classify answers later does not matter. counts[] is written by the owning
+ * lcore only (relaxed stores) and may be read from another. <slots> at most 255. */
+typedef int (*qd_tcp_acct_fn)(void *ctx, uint32_t local_ip_be);
+void qd_tcp_set_accounting(struct qd_tcp_stack *s, qd_tcp_acct_fn classify, void *ctx,
+			   uint32_t *counts, unsigned int slots);
+
 /* Counters and connections per state (reader side: relaxed loads). */
 void qd_tcp_stack_read(const struct qd_tcp_stack *s, struct qd_tcp_counters *out,
 		       uint32_t states[QD_TCP_STATE_MAX]);

@@ -148,10 +148,50 @@ qd_tcp_conn_lookup(struct qd_tcp_stack *s, const struct qd_tcp_key *k)
 	return data;
 }
 
+static bool
+state_live(enum qd_tcp_state st)
+{
+	return st >= QD_TCP_ESTABLISHED && st < QD_TCP_TIME_WAIT;
+}
+
+/* Keep the accounting of live passive connections across a change to <st>. */
+static void
+acct_update(struct qd_tcp_conn *c, enum qd_tcp_state st)
+{
+	struct qd_tcp_stack *s = c->stack;
+	if (c->acct_slot != 0 && !state_live(st)) {
+		uint32_t *n = &s->acct_counts[c->acct_slot - 1];
+		RTE_ASSERT(*n > 0);
+		__atomic_store_n(n, *n - 1, __ATOMIC_RELAXED);
+		c->acct_slot = 0;
+	} else if (c->acct_slot == 0 && c->passive && s->acct_classify != NULL &&
+		   state_live(st) && !state_live((enum qd_tcp_state)c->state)) {
+		int slot = s->acct_classify(s->acct_ctx, c->key.local_ip);
+		if (slot < 0 || (unsigned int)slot >= s->acct_slots)
+			return;
+		uint32_t *n = &s->acct_counts[slot];
+		__atomic_store_n(n, *n + 1, __ATOMIC_RELAXED);
+		c->acct_slot = (uint8_t)(slot + 1);
+	}
+}
+
+void
+qd_tcp_set_accounting(struct qd_tcp_stack *s, qd_tcp_acct_fn classify, void *ctx,
+		      uint32_t *counts, unsigned int slots)
+{
+	RTE_VERIFY(slots <= 255 && (classify == NULL || counts != NULL));
+	RTE_VERIFY(s->state_count[QD_TCP_ESTABLISHED] == 0); /* before any connection */
+	s->acct_classify = classify;
+	s->acct_ctx = ctx;
+	s->acct_counts = counts;
+	s->acct_slots = slots;
+}
+
 void
 qd_tcp_conn_set_state(struct qd_tcp_conn *c, enum qd_tcp_state st)
 {
 	struct qd_tcp_stack *s = c->stack;
+	acct_update(c, st);
 	RTE_ASSERT(s->state_count[c->state] > 0 || c->state == QD_TCP_CLOSED);
 	if (c->state == QD_TCP_SYN_RCVD && c->passive)
 		s->syn_rcvd_count--;

@@ -99,6 +99,7 @@ struct qd_tcp_conn {
 	uint8_t retries;
 	uint8_t ka_probes;
 	uint8_t segs_unacked;
+	uint8_t acct_slot;   /* 1 + the accounting slot it is counted in; 0 = none */
 	uint16_t mss;        /* payload bytes per segment we send */
 	uint16_t ooo_count;
 	uint32_t pool_index;
@@ -185,6 +186,11 @@ struct qd_tcp_stack {
 	uint64_t wheel_now_ms;
 	struct qd_tcp_conn *wheel[QD_TCP_WHEEL_SLOTS];
 	struct qd_tcp_counters counters;
+	/* Live passive connections by local address (qd_tcp_set_accounting). */
+	qd_tcp_acct_fn acct_classify;
+	void *acct_ctx;
+	uint32_t *acct_counts;
+	unsigned int acct_slots;
 };
 
 /* Room left in the window we last advertised (0 when nothing was advertised beyond

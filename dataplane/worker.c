@@ -162,9 +162,17 @@ ipv4_input(struct qd_worker *w, struct rte_mbuf *m)
 		drop(w, m, reason);
 		return;
 	}
-	if (!qd_iface_owns(w->iface, ip->dst_addr)) {
-		drop(w, m, QD_DROP_ip_not_ours);
-		return;
+	if (ip->dst_addr != w->iface->ip_be) {
+		enum qd_vip_state st;
+		if (qd_vip_lookup(&w->iface->vips, ip->dst_addr, &st) < 0) {
+			drop(w, m, QD_DROP_ip_not_ours);
+			return;
+		}
+		if (st == QD_VIP_ABSENT) {
+			/* Silently: no RST, the peer that holds it now may have this flow. */
+			drop(w, m, QD_DROP_vip_absent);
+			return;
+		}
 	}
 	switch (ip->next_proto_id) {
 	case IPPROTO_TCP:
@@ -291,6 +299,15 @@ qd_worker_tcp_conf_default(struct qd_tcp_conf *t)
 	};
 }
 
+/* Client connections are counted by the VIP slot they arrived on. */
+static int
+vip_classify(void *ctx, uint32_t local_ip_be)
+{
+	const struct qd_worker *w = ctx;
+	enum qd_vip_state st;
+	return qd_vip_lookup(&w->iface->vips, local_ip_be, &st);
+}
+
 static int
 worker_start_tcp(struct qd_worker *w)
 {
@@ -299,13 +316,16 @@ worker_start_tcp(struct qd_worker *w)
 				     w->iface->ip_be, &conf->secret, tcp_tx, tcp_resolve, w);
 	if (w->tcp == NULL)
 		return -errno;
+	qd_tcp_set_accounting(w->tcp, vip_classify, w, w->vip_conns, QD_VIP_SLOTS_MAX);
 	w->services = qd_tcp_services_create(w->tcp, conf->tcp.max_connections, conf->lcore_id);
 	if (w->services == NULL)
 		return -errno;
 	int rc = qd_tcp_services_listen(w->services, conf->echo_port, conf->discard_port);
 	if (rc != 0 || !conf->proxy)
 		return rc;
-	w->proxy = qd_proxy_create(&conf->proxy_conf, w->tcp, conf->routes, conf->lcore_id);
+	struct qd_proxy_conf pc = conf->proxy_conf;
+	pc.vips = &w->iface->vips;
+	w->proxy = qd_proxy_create(&pc, w->tcp, conf->routes, conf->lcore_id);
 	if (w->proxy == NULL)
 		return -errno;
 	if (conf->health.interval_ms > 0 && conf->proxy_conf.coord_table != NULL) {
@@ -316,19 +336,18 @@ worker_start_tcp(struct qd_worker *w)
 	}
 	/* Routes the state log restored are checked with their coordinators once, quiet
 	 * routes every route.verify_after_s, and unknown query ids are asked for. */
-	const struct qd_proxy_conf *pc = &conf->proxy_conf;
 	const struct qd_reconcile_conf rconf = {
-		.worker_index = pc->worker_index,
-		.worker_count = pc->worker_count,
-		.verify_after_us = (uint64_t)pc->verify_after_s * 1000000u,
-		.discovery_max = pc->discovery_max,
-		.discovery_timeout_ms = pc->discovery_timeout_ms,
+		.worker_index = pc.worker_index,
+		.worker_count = pc.worker_count,
+		.verify_after_us = (uint64_t)pc.verify_after_s * 1000000u,
+		.discovery_max = pc.discovery_max,
+		.discovery_timeout_ms = pc.discovery_timeout_ms,
 	};
-	w->reconcile = qd_reconcile_create(&rconf, w->tcp, conf->routes, pc->coord_table, w->proxy,
+	w->reconcile = qd_reconcile_create(&rconf, w->tcp, conf->routes, pc.coord_table, w->proxy,
 					   conf->lcore_id);
 	if (w->reconcile == NULL)
 		return -errno;
-	if (pc->discovery_max > 0)
+	if (pc.discovery_max > 0)
 		qd_proxy_set_discovery(w->proxy, w->reconcile);
 	return 0;
 }
@@ -389,8 +408,8 @@ qd_worker_destroy(struct qd_worker *w)
 	rte_free(w);
 }
 
-static unsigned int
-drain_mailbox(struct qd_worker *w)
+unsigned int
+qd_worker_drain_mailbox(struct qd_worker *w)
 {
 	struct qd_msg msgs[QD_MAILBOX_BURST];
 	unsigned int n = rte_ring_dequeue_burst_elem(w->mailbox, msgs, sizeof(msgs[0]),
@@ -484,7 +503,7 @@ qd_worker_main(void *arg)
 				rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
 			qd_worker_input(w, pkts[i]);
 		}
-		unsigned int msgs = drain_mailbox(w) + drain_steered(w);
+		unsigned int msgs = qd_worker_drain_mailbox(w) + drain_steered(w);
 		qd_tcp_probe_poll(w->services);
 		qd_tcp_timers(w->tcp, w->now_us);
 		if (w->proxy != NULL)

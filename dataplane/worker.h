@@ -63,7 +63,7 @@ struct qd_txq {
 
 struct qd_worker {
 	struct qd_worker_conf conf;
-	const struct qd_iface *iface;   /* shared, read-only after start */
+	const struct qd_iface *iface;   /* shared; its VIP table changes (atomics) */
 	struct rte_mempool *pool;
 	struct rte_ring *mailbox;       /* main -> this worker (SP/SC) */
 	struct rte_ring *events;        /* all workers -> main (MP/SC) */
@@ -84,6 +84,8 @@ struct qd_worker {
 	uint64_t last_work_tsc;
 	uint32_t sleep_us;
 	struct qd_lcore_stats stats __rte_cache_aligned;
+	/* Live client connections per VIP slot (tcp accounting; the main lcore sums them). */
+	uint32_t vip_conns[QD_VIP_SLOTS_MAX] __rte_cache_aligned;
 } __rte_cache_aligned;
 
 /* TCP settings for a worker that is alone (unit tests, benchmarks): small tables. */
@@ -101,6 +103,9 @@ void qd_worker_input(struct qd_worker *w, struct rte_mbuf *m);
 
 /* Handle one mailbox message. */
 void qd_worker_handle_msg(struct qd_worker *w, const struct qd_msg *msg);
+
+/* Handle up to QD_MAILBOX_BURST mailbox messages; returns how many. */
+unsigned int qd_worker_drain_mailbox(struct qd_worker *w);
 
 /* Send what txq holds; frames the port refuses are freed and counted. */
 void qd_worker_flush(struct qd_worker *w);

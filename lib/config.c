@@ -258,6 +258,112 @@ key_adm_groups(struct parse_ctx *ctx, const char *value)
 	return 0;
 }
 
+DEFINE_UINT_KEY(key_peer_heartbeat, peer_heartbeat_ms, uint32_t, "peer.heartbeat_ms", 10, 10000)
+DEFINE_UINT_KEY(key_peer_dead_after, peer_dead_after_ms, uint32_t, "peer.dead_after_ms", 30,
+		600000)
+DEFINE_UINT_KEY(key_peer_orphan_hold, peer_orphan_hold_ms, uint32_t, "peer.orphan_hold_ms", 1000,
+		86400000)
+DEFINE_UINT_KEY(key_peer_max_skew, peer_max_skew_ms, uint32_t, "peer.max_skew_ms", 100, 3600000)
+DEFINE_UINT_KEY(key_peer_min_gap, peer_min_gap_ms, uint32_t, "peer.min_gap_ms", 0, 10000)
+DEFINE_UINT_KEY(key_peer_vip_drain, peer_vip_drain_ms, uint32_t, "peer.vip_drain_ms", 0, 3600000)
+
+/* "ADDR:PORT" into address and port; <what> names the key in errors. */
+static int
+parse_addr_port(struct parse_ctx *ctx, const char *what, const char *value, size_t len,
+		uint32_t *addr_be, uint16_t *port)
+{
+	char addr[64];
+	if (len >= sizeof(addr))
+		return fail(ctx, "%s: '%s' must be address:port", what, value);
+	memcpy(addr, value, len);
+	addr[len] = '\0';
+	char *colon = strrchr(addr, ':');
+	if (colon == NULL)
+		return fail(ctx, "%s: '%s' must be address:port", what, value);
+	*colon = '\0';
+	uint64_t p;
+	int rc = parse_ipv4(ctx, what, addr, addr_be);
+	if (rc == 0)
+		rc = parse_u64(ctx, what, colon + 1, 1, 65535, &p);
+	if (rc == 0)
+		*port = (uint16_t)p;
+	return rc;
+}
+
+static int
+key_peer_id(struct parse_ctx *ctx, const char *value)
+{
+	uint64_t id;
+	int rc = parse_u64(ctx, "peer.id", value, 1, 255, &id);
+	if (rc == 0)
+		ctx->cfg->peer_id = (uint16_t)id;
+	return rc;
+}
+
+static int
+key_peer_listen(struct parse_ctx *ctx, const char *value)
+{
+	return parse_addr_port(ctx, "peer.listen", value, strlen(value), &ctx->cfg->peer_listen_be,
+			       &ctx->cfg->peer_listen_port);
+}
+
+static int
+key_peer_key_file(struct parse_ctx *ctx, const char *value)
+{
+	size_t n = strlen(value);
+	if (n == 0 || n >= sizeof(ctx->cfg->peer_key_file) || value[0] != '/')
+		return fail(ctx, "peer.key_file: must be an absolute path of 1..%zu characters",
+			    sizeof(ctx->cfg->peer_key_file) - 1);
+	memcpy(ctx->cfg->peer_key_file, value, n + 1);
+	return 0;
+}
+
+/* peer = ID ADDR:PORT [vip=A[,B...]] */
+static int
+key_peer(struct parse_ctx *ctx, const char *value)
+{
+	struct qd_config *cfg = ctx->cfg;
+	struct qd_config_peer pe = {0};
+	const char *usage = "peer: '%s' must be ID ADDR:PORT [vip=A[,B...]]";
+	char *end;
+	unsigned long id = strtoul(value, &end, 10);
+	if (end == value || (*end != ' ' && *end != '\t') || id < 1 || id > 255)
+		return fail(ctx, usage, value);
+	pe.id = (uint16_t)id;
+	const char *a = end + strspn(end, " \t");
+	const char *a_end = a + strcspn(a, " \t");
+	int rc = parse_addr_port(ctx, "peer", a, (size_t)(a_end - a), &pe.addr_be, &pe.port);
+	if (rc != 0)
+		return rc;
+	const char *rest = a_end + strspn(a_end, " \t");
+	if (*rest != '\0') {
+		if (strncmp(rest, "vip=", 4) != 0)
+			return fail(ctx, usage, value);
+		char list[256];
+		size_t n = strlen(rest + 4);
+		if (n == 0 || n >= sizeof(list))
+			return fail(ctx, usage, value);
+		memcpy(list, rest + 4, n + 1);
+		char *save = NULL;
+		for (char *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+			if (pe.vips_count == QD_CONFIG_PEER_VIPS_MAX)
+				return fail(ctx, "peer %u: more than %d vips", pe.id,
+					    QD_CONFIG_PEER_VIPS_MAX);
+			rc = parse_ipv4(ctx, "peer vip", t, &pe.vips_be[pe.vips_count++]);
+			if (rc != 0)
+				return rc;
+		}
+	}
+	if (cfg->peers_count == QD_CONFIG_PEERS_MAX)
+		return fail(ctx, "peer: more than %d other peers", QD_CONFIG_PEERS_MAX);
+	for (unsigned int i = 0; i < cfg->peers_count; i++) {
+		if (cfg->peers[i].id == pe.id)
+			return fail(ctx, "peer: id %u is listed twice", pe.id);
+	}
+	cfg->peers[cfg->peers_count++] = pe;
+	return 0;
+}
+
 static int
 key_state_dir(struct parse_ctx *ctx, const char *value)
 {
@@ -287,6 +393,12 @@ static int
 key_http_xff(struct parse_ctx *ctx, const char *value)
 {
 	return parse_bool(ctx, "http.forwarded_for", value, &ctx->cfg->http_forwarded_for);
+}
+
+static int
+key_vip_claim_at_start(struct parse_ctx *ctx, const char *value)
+{
+	return parse_bool(ctx, "vip.claim_at_start", value, &ctx->cfg->vip_claim_at_start);
 }
 
 static int
@@ -478,6 +590,7 @@ static const struct key_desc keys[] = {
 	{"port.rx_desc", key_port_rx_desc, false},
 	{"port.tx_desc", key_port_tx_desc, false},
 	{"vip", key_vip, true},
+	{"vip.claim_at_start", key_vip_claim_at_start, false},
 	{"listen.port", key_listen_port, false},
 	{"coordinator", key_coordinator, true},
 	{"lcore.workers", key_workers, false},
@@ -547,6 +660,16 @@ static const struct key_desc keys[] = {
 	{"health.fall", key_health_fall, false},
 	{"placement.policy", key_placement, false},
 	{"state.dir", key_state_dir, false},
+	{"peer", key_peer, true},
+	{"peer.id", key_peer_id, false},
+	{"peer.listen", key_peer_listen, false},
+	{"peer.key_file", key_peer_key_file, false},
+	{"peer.heartbeat_ms", key_peer_heartbeat, false},
+	{"peer.dead_after_ms", key_peer_dead_after, false},
+	{"peer.orphan_hold_ms", key_peer_orphan_hold, false},
+	{"peer.max_skew_ms", key_peer_max_skew, false},
+	{"peer.min_gap_ms", key_peer_min_gap, false},
+	{"peer.vip_drain_ms", key_peer_vip_drain, false},
 	{"state.snapshot_every", key_state_snap, false},
 	{"service.echo_port", key_service_echo, false},
 	{"service.discard_port", key_service_discard, false},
@@ -588,6 +711,7 @@ qd_config_defaults(struct qd_config *cfg)
 	cfg->neigh_retry_ms = 1000;
 	cfg->neigh_probes = 3;
 	cfg->garp_interval_s = 10;
+	cfg->vip_claim_at_start = true;
 	snprintf(cfg->control_socket, sizeof(cfg->control_socket), "%s",
 		 "/run/qdispatch/qdispatchd.sock");
 	cfg->control_mode = 0600;
@@ -636,6 +760,12 @@ qd_config_defaults(struct qd_config *cfg)
 	cfg->health_fall = 2;
 	cfg->placement_policy = QD_PLACEMENT_LEAST_LOADED;
 	cfg->state_snapshot_every = 200000;
+	cfg->peer_heartbeat_ms = 100;
+	cfg->peer_dead_after_ms = 500;
+	cfg->peer_orphan_hold_ms = 300000; /* Trino's query.client.timeout default */
+	cfg->peer_max_skew_ms = 5000;
+	cfg->peer_min_gap_ms = 5;
+	cfg->peer_vip_drain_ms = 10000;
 	/* fault.*: all off (zeroed above); these two only matter once reordering is on. */
 	cfg->fault_reorder_gap = 3;
 	cfg->fault_reorder_hold_us = 1000;
@@ -694,9 +824,40 @@ check_whole(struct parse_ctx *ctx)
 		return fail(ctx, "port.ip is required");
 	if (cfg->vips_count == 0)
 		return fail(ctx, "at least one vip is required");
+	/* The same rules as the run-time VIP table (dataplane/vip_table.c, qd_vip_check):
+	 * takeover announces a VIP with gratuitous ARP, which reaches the local link only. */
+	uint8_t plen = cfg->port_ip.prefix_len;
+	uint32_t mask = plen == 0 ? 0 : ~0u << (32 - plen);
+	uint32_t port_h = ntohl(cfg->port_ip.addr_be);
 	for (unsigned int i = 0; i < cfg->vips_count; i++) {
+		uint32_t h = ntohl(cfg->vips_be[i]);
+		struct in_addr a = {.s_addr = cfg->vips_be[i]};
+		char addr[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &a, addr, sizeof(addr));
 		if (cfg->vips_be[i] == cfg->port_ip.addr_be)
 			return fail(ctx, "vip: a virtual IP may not equal port.ip");
+		if ((h & mask) != (port_h & mask))
+			return fail(ctx, "vip: %s is outside port.ip's subnet (/%u)", addr,
+				    (unsigned int)plen);
+		if (plen <= 30 && ((h & ~mask) == 0 || (h & ~mask) == ~mask))
+			return fail(ctx, "vip: %s is the network or broadcast address of port.ip's "
+				    "subnet", addr);
+	}
+	if (cfg->peers_count > 0 || cfg->peer_id != 0) {
+		if (cfg->peer_id == 0)
+			return fail(ctx, "peer lines need peer.id (this dispatcher's id)");
+		if (cfg->peer_listen_port == 0)
+			return fail(ctx, "peers need peer.listen (address:port of our peer messages)");
+		if (cfg->peer_key_file[0] == '\0')
+			return fail(ctx, "peers need peer.key_file (the shared key of peer messages)");
+		if (cfg->peer_dead_after_ms <= 2 * cfg->peer_heartbeat_ms)
+			return fail(ctx, "peer.dead_after_ms (%u) must exceed twice peer.heartbeat_ms (%u)",
+				    cfg->peer_dead_after_ms, cfg->peer_heartbeat_ms);
+		for (unsigned int i = 0; i < cfg->peers_count; i++) {
+			if (cfg->peers[i].id == cfg->peer_id)
+				return fail(ctx, "peer: id %u is this dispatcher's own peer.id",
+					    cfg->peer_id);
+		}
 	}
 	if (cfg->tcp_local_port_min > cfg->tcp_local_port_max)
 		return fail(ctx, "tcp.local_port_min (%u) is above tcp.local_port_max (%u)",

@@ -12,13 +12,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QD_CONFIG_VIPS_MAX 16
+#define QD_CONFIG_VIPS_MAX 32
 #define QD_CONFIG_COORDINATORS_MAX 64
 #define QD_CONFIG_WORKERS_MAX 16
 #define QD_CONFIG_LINE_MAX 1024
 #define QD_CONFIG_LINES_MAX 4096
 #define QD_CONFIG_STR_MAX 256
 #define QD_CONFIG_ERR_MAX 512
+#define QD_CONFIG_PEERS_MAX 15 /* other peers; 16 with self */
+#define QD_CONFIG_PEER_VIPS_MAX 4
 
 enum qd_hugepages_mode {
 	QD_HUGEPAGES_AUTO = 0, /* use hugepages when some are free, else --no-huge */
@@ -36,6 +38,15 @@ struct qd_config_endpoint {
 	uint32_t addr_be;
 	uint16_t port;
 	uint16_t weight; /* placement weight, 1..1000 (default 1) */
+};
+
+/* Another dispatcher peer (`peer = ID ADDR:PORT [vip=A,B]`). */
+struct qd_config_peer {
+	uint16_t id;
+	uint32_t addr_be;            /* its control address (kernel UDP) */
+	uint16_t port;
+	uint32_t vips_be[QD_CONFIG_PEER_VIPS_MAX]; /* the virtual IPs it owns */
+	unsigned int vips_count;
 };
 
 enum qd_placement_policy {
@@ -70,6 +81,7 @@ struct qd_config {
 	/* client-facing virtual IPs */
 	uint32_t vips_be[QD_CONFIG_VIPS_MAX];
 	unsigned int vips_count;
+	bool vip_claim_at_start;         /* the vips start ACTIVE (else ABSENT until taken) */
 	uint16_t listen_port;
 
 	struct qd_config_endpoint coordinators[QD_CONFIG_COORDINATORS_MAX];
@@ -161,6 +173,19 @@ struct qd_config {
 	/* [state] durable logs (docs/wal.md): <dir>/seed and <dir>/state; "" = none */
 	char state_dir[QD_CONFIG_STR_MAX];
 	uint32_t state_snapshot_every; /* state log records between snapshots */
+	/* [peer] active-active peers (docs/architecture.md "Peers"); id 0 = no peers */
+	uint16_t peer_id;
+	uint32_t peer_listen_be;        /* our control address for peer messages */
+	uint16_t peer_listen_port;
+	char peer_key_file[QD_CONFIG_STR_MAX];
+	struct qd_config_peer peers[QD_CONFIG_PEERS_MAX];
+	unsigned int peers_count;
+	uint32_t peer_heartbeat_ms;
+	uint32_t peer_dead_after_ms;
+	uint32_t peer_orphan_hold_ms;
+	uint32_t peer_max_skew_ms;
+	uint32_t peer_min_gap_ms;
+	uint32_t peer_vip_drain_ms;     /* a VIP handed back drains this long at most */
 	/* [placement] */
 	enum qd_placement_policy placement_policy;
 

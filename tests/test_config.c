@@ -46,6 +46,7 @@ test_minimal_defaults(void **state)
 	assert_int_equal(cfg.port_ip.prefix_len, 24);
 	assert_int_equal(cfg.vips_count, 1);
 	assert_int_equal(cfg.vips_be[0], inet_addr("10.213.0.101"));
+	assert_true(cfg.vip_claim_at_start);
 	assert_int_equal(cfg.listen_port, 8080);
 	assert_int_equal(cfg.workers, 1);
 	assert_true(cfg.idle);
@@ -165,6 +166,16 @@ test_missing_and_cross_key(void **state)
 	expect_error("port.device = x\nport.ip = 10.0.0.2/24\n", "at least one vip");
 	expect_error("port.device = x\nport.ip = 10.0.0.2/24\nvip = 10.0.0.2\n",
 		     "may not equal port.ip");
+	/* VIPs move by gratuitous ARP: on port.ip's link, and a usable host address. */
+	expect_error("port.device = x\nport.ip = 10.0.0.2/24\nvip = 10.0.1.2\n",
+		     "vip: 10.0.1.2 is outside port.ip's subnet (/24)");
+	expect_error("port.device = x\nport.ip = 10.0.0.2/24\nvip = 10.0.0.255\n",
+		     "network or broadcast address");
+	expect_error(BASE "vip.claim_at_start = maybe\n", "vip.claim_at_start: 'maybe' is not on/off");
+	struct qd_config cfg;
+	char err[QD_CONFIG_ERR_MAX];
+	assert_int_equal(parse(&cfg, BASE "vip.claim_at_start = no\n", err, sizeof(err)), 0);
+	assert_false(cfg.vip_claim_at_start);
 	expect_error(BASE "neigh.capacity = 100\n", "power of two");
 	expect_error(BASE "eal.mbufs = 1000\n", "eal.mbufs (1000) is below");
 	expect_error(BASE "eal.mbufs = 65535\neal.memory_mb = 64\n", "eal.memory_mb (64) is too small");

@@ -342,6 +342,39 @@ test_ipv4_drops(void **state)
 	assert_int_equal(w->stats.rx_packets, 13);
 }
 
+/* A VIP given up (ABSENT) is silent: no ARP answer, TCP and ICMP dropped as vip_absent
+ * (never a RST: another peer holds it). DRAINING still answers. */
+static void
+test_vip_states(void **state)
+{
+	struct qd_worker *w = ((struct fixture *)*state)->w;
+	const uint32_t vip = ip("10.9.0.102");
+	char err[QD_VIP_ERR_MAX];
+	assert_int_equal(qd_vip_release(&iface.vips, vip, 1000, 0, NULL, err, sizeof(err)), 0);
+	qd_worker_input(w, arp_frame(RTE_ARP_OP_REQUEST, ip("10.9.0.2"), vip, &bcast));
+	rte_pktmbuf_free(take_tx(w)); /* DRAINING: answered */
+	qd_worker_input(w, icmp_frame(&(struct icmp_opts){.dst = vip}, 8));
+	rte_pktmbuf_free(take_tx(w));
+
+	assert_int_equal(qd_vip_release(&iface.vips, vip, 0, 0, NULL, err, sizeof(err)), 0);
+	expect_drop(w, arp_frame(RTE_ARP_OP_REQUEST, ip("10.9.0.2"), vip, &bcast),
+		    QD_DROP_arp_not_ours);
+	expect_drop(w, icmp_frame(&(struct icmp_opts){.dst = vip, .proto = IPPROTO_TCP}, 20),
+		    QD_DROP_vip_absent);
+	expect_drop(w, icmp_frame(&(struct icmp_opts){.dst = vip}, 8), QD_DROP_vip_absent);
+	/* the other VIP is untouched */
+	qd_worker_input(w, arp_frame(RTE_ARP_OP_REQUEST, ip("10.9.0.2"), ip("10.9.0.101"), &bcast));
+	rte_pktmbuf_free(take_tx(w));
+
+	assert_int_equal(qd_vip_take(&iface.vips, vip, 0, NULL, err, sizeof(err)), 0);
+	qd_worker_input(w, arp_frame(RTE_ARP_OP_REQUEST, ip("10.9.0.2"), vip, &bcast));
+	rte_pktmbuf_free(take_tx(w)); /* ours again */
+	while (rte_ring_count(events) > 0) {
+		struct qd_msg msg;
+		rte_ring_dequeue_elem(events, &msg, sizeof(msg));
+	}
+}
+
 static void
 test_mailbox_commands(void **state)
 {
@@ -415,9 +448,13 @@ main(int argc, char **argv)
 	iface.mac = our_mac;
 	iface.ip_be = ip("10.9.0.11");
 	iface.prefix_len = 24;
-	iface.vips_be[0] = ip("10.9.0.101");
-	iface.vips_be[1] = ip("10.9.0.102");
-	iface.vips_count = 2;
+	qd_vip_table_init(&iface.vips, iface.ip_be, iface.prefix_len, NULL, NULL);
+	char err[QD_VIP_ERR_MAX];
+	if (qd_vip_add(&iface.vips, ip("10.9.0.101"), QD_VIP_ACTIVE, 0, err, sizeof(err)) != 0 ||
+	    qd_vip_add(&iface.vips, ip("10.9.0.102"), QD_VIP_ACTIVE, 0, err, sizeof(err)) != 0) {
+		fprintf(stderr, "vip table: %s\n", err);
+		return 1;
+	}
 
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_arp_request_for_vip_is_answered, setup, teardown),
@@ -426,6 +463,7 @@ main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_icmp_echo_reply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_icmp_checksum_many_sizes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ipv4_drops, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vip_states, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mailbox_commands, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_txq_bounded, setup, teardown),
 	};

@@ -294,7 +294,7 @@ def settle():
     while True:
         adm = admission()
         bad = [g for g in adm["groups"] if g["running"] != 0 or g["queued"] != 0 or
-               g["running"] + g["reserved"] + g["pool"] != g["hard_concurrency_limit"]]
+               g["running"] + g["reserved"] + g["pool"] != g["local_limit"]]
         if not bad and adm["waiting"] == 0:
             ok("settled", f"{len(adm['groups'])} groups at rest, slots conserved")
             return

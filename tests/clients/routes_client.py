@@ -179,7 +179,8 @@ def main():
     def at_rest(s):
         for gg in s["admission"]["groups"]:
             if gg["running"] != 0 or gg["debt"] != 0 or \
-                    gg["running"] + gg["reserved"] + gg["pool"] != gg["hard_concurrency_limit"]:
+                    gg["running"] + gg["reserved"] + gg["pool"] != \
+                    gg.get("local_limit", gg["hard_concurrency_limit"]) + gg["debt"]:
                 return False
         return True
 

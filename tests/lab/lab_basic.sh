@@ -68,7 +68,7 @@ counters_ok() {
 	jq -e '.totals.arp_replies_out >= 1 and .totals.icmp_echo_out >= 3 and
 		.totals.icmp_echo_in >= 3 and .totals.rx_packets >= 6 and
 		.totals.tx_packets >= 4 and .port.rx_packets >= 6 and
-		(.vips | index("10.213.0.101")) != null' <<<"$status" >/dev/null
+		any(.vips[]; .address == "10.213.0.101" and .state == "active")' <<<"$status" >/dev/null
 }
 if ! retry 10 counters_ok; then
 	echo "$status" >&2

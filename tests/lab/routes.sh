@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# routes: routes everywhere. Two dispatcher peers that share no state (2 workers each,
+# routes: routes everywhere. Two dispatcher peers that share no state (--no-peer-sync:
+# no shared limits either, so each peer's group limits are the file's; 2 workers each,
 # 2 simulated coordinators, admission with tests/lab/admission_groups.json). Queries are
 # submitted through VIP 1 (peer 1) and followed through VIP 2 (peer 2), as after a VIP
 # failover (tests/clients/routes_client.py, step by step):
@@ -30,8 +31,8 @@ TMP=$(mktemp -d)
 
 step "lab up: 2 peers, 2 coordinators, 2 workers each, resource groups"
 "$LAB" down >/dev/null
-"$LAB" up --peers 2 --coordinators 2 --workers 2 --resource-groups "$GROUPS_FILE" \
-	--set route.verify_after_s=2 >/dev/null
+"$LAB" up --peers 2 --no-peer-sync --coordinators 2 --workers 2 \
+	--resource-groups "$GROUPS_FILE" --set route.verify_after_s=2 >/dev/null
 
 step "submit through VIP 1, follow through VIP 2"
 lab_exec python3 "$CLIENT" --queries 4 || fail "routes everywhere"
@@ -41,7 +42,7 @@ lab_exec sh -c 'qdctl --socket "${QD_CTL_SOCKETS#*,}" status' |
 
 step "discovery off on the peers: a nextUri peer 2 never saw is 404 at once"
 "$LAB" down >/dev/null
-"$LAB" up --peers 2 --coordinators 2 --set route.discovery_max=0 >/dev/null
+"$LAB" up --peers 2 --no-peer-sync --coordinators 2 --set route.discovery_max=0 >/dev/null
 # shellcheck disable=SC2016 # expands in the lab
 out=$(lab_exec sh -c '
 	v1=${QD_VIPS%%,*} v2=${QD_VIPS#*,} port=${QD_URL##*:}
