@@ -50,6 +50,10 @@ group_json(const struct qd_admission *a, unsigned int g)
 	/* with peers, what this dispatcher may hold of the cluster-wide limit */
 	json_object_set_new(o, "local_limit",
 			    json_integer((json_int_t)__atomic_load_n(&sg->limit, __ATOMIC_RELAXED)));
+	/* over the limit: adopted or restored queries, a lowered limit */
+	json_object_set_new(o, "debt", json_integer((json_int_t)s.debt));
+	json_object_set_new(o, "adopted",
+			    json_integer((json_int_t)__atomic_load_n(&sg->forced, __ATOMIC_RELAXED)));
 	json_object_set_new(o, "soft_memory_limit",
 			    info->soft_memory_limit_bytes == UINT64_MAX
 				    ? json_null()

@@ -124,7 +124,7 @@ routes_json(const struct qd_daemon *d, const struct qd_proxy_counters *k)
 			 k->routes_ended_idle + k->routes_ended_dead;
 	uint32_t all = d->routes ? qd_route_count(d->routes) : 0;
 	uint32_t lingering = d->routes ? qd_route_ended_count(d->routes) : 0;
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:I}",
+	json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:I}",
 			 "capacity", (json_int_t)(d->routes ? d->routes->capacity : 0),
 			 "live", (json_int_t)(all > lingering ? all - lingering : 0),
 			 "lingering", (json_int_t)lingering,
@@ -142,6 +142,16 @@ routes_json(const struct qd_daemon *d, const struct qd_proxy_counters *k)
 			 "misses", (json_int_t)k->route_misses,
 			 "exists", (json_int_t)k->routes_exists,
 			 "full", (json_int_t)k->routes_full);
+	if (o == NULL)
+		return NULL;
+	/* routes of queries another dispatcher admitted, found by discovery */
+	json_object_set_new(o, "adopted",
+			    json_pack("{s:I, s:I, s:I}", "now",
+				      (json_int_t)(d->routes ? qd_route_adopted_count(d->routes) : 0),
+				      "total", (json_int_t)k->routes_adopted, "with_slot",
+				      (json_int_t)k->adm_adopted));
+	json_object_set_new(o, "reconciled", json_integer((json_int_t)k->routes_reconciled));
+	return o;
 }
 
 static json_t *
@@ -164,12 +174,55 @@ fault_json(const struct qd_fault *f)
 static json_t *
 reconcile_json(const struct qd_reconcile_counters *k)
 {
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "checked",
+	json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "checked",
 			 (json_int_t)k->checked, "still_running", (json_int_t)k->still_running,
 			 "ended_gone", (json_int_t)k->ended_gone, "ended_finished",
 			 (json_int_t)k->ended_finished, "ended_failed", (json_int_t)k->ended_failed,
 			 "errors", (json_int_t)k->errors, "given_up", (json_int_t)k->given_up,
 			 "in_flight", (json_int_t)k->in_flight, "done", k->done != 0);
+	if (o == NULL)
+		return NULL;
+	json_object_set_new(o, "verify",
+			    json_pack("{s:I, s:I, s:I, s:I}", "checked",
+				      (json_int_t)k->verify_checked, "running",
+				      (json_int_t)k->verify_running, "ended",
+				      (json_int_t)k->verify_ended, "errors",
+				      (json_int_t)k->verify_errors));
+	json_object_set_new(o, "discovery",
+			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "started",
+				      (json_int_t)k->disc_started, "found", (json_int_t)k->disc_found,
+				      "not_found", (json_int_t)k->disc_not_found, "timed_out",
+				      (json_int_t)k->disc_timed_out, "full", (json_int_t)k->disc_full,
+				      "joined", (json_int_t)k->disc_joined, "latency_us_sum",
+				      (json_int_t)k->disc_latency_us_sum, "in_flight",
+				      (json_int_t)k->disc_in_flight));
+	return o;
+}
+
+static void
+reconcile_sum(struct qd_reconcile_counters *t, const struct qd_reconcile_counters *k)
+{
+	t->checked += k->checked;
+	t->still_running += k->still_running;
+	t->ended_gone += k->ended_gone;
+	t->ended_finished += k->ended_finished;
+	t->ended_failed += k->ended_failed;
+	t->errors += k->errors;
+	t->given_up += k->given_up;
+	t->in_flight += k->in_flight;
+	t->done = t->done && k->done;
+	t->verify_checked += k->verify_checked;
+	t->verify_running += k->verify_running;
+	t->verify_ended += k->verify_ended;
+	t->verify_errors += k->verify_errors;
+	t->disc_started += k->disc_started;
+	t->disc_found += k->disc_found;
+	t->disc_not_found += k->disc_not_found;
+	t->disc_timed_out += k->disc_timed_out;
+	t->disc_full += k->disc_full;
+	t->disc_joined += k->disc_joined;
+	t->disc_latency_us_sum += k->disc_latency_us_sum;
+	t->disc_in_flight += k->disc_in_flight;
 }
 
 static void
@@ -221,15 +274,7 @@ add_lcores(json_t *o, const struct qd_daemon *d)
 		if (w->reconcile != NULL) {
 			struct qd_reconcile_counters rk;
 			qd_reconcile_read(w->reconcile, &rk);
-			rc_total.checked += rk.checked;
-			rc_total.still_running += rk.still_running;
-			rc_total.ended_gone += rk.ended_gone;
-			rc_total.ended_finished += rk.ended_finished;
-			rc_total.ended_failed += rk.ended_failed;
-			rc_total.errors += rk.errors;
-			rc_total.given_up += rk.given_up;
-			rc_total.in_flight += rk.in_flight;
-			rc_total.done = rc_total.done && rk.done;
+			reconcile_sum(&rc_total, &rk);
 			json_object_set_new(l, "reconcile", reconcile_json(&rk));
 		}
 		if (qd_fault_active(&w->fault))

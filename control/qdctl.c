@@ -90,10 +90,11 @@ usage(FILE *out)
 		"  groups     admission control: every resource group (dotted name) with its\n"
 		"             hardConcurrencyLimit, RUNNING, QUEUED (in this group; below it\n"
 		"             in parentheses), slots in the workers' reserves and in the\n"
-		"             shared pool (RUNNING + RESERVED + POOL = LIMIT at rest), and\n"
+		"             shared pool (RUNNING + RESERVED + POOL = LIMIT + DEBT at rest), and\n"
 		"             what happened to its queries: admitted at once, admitted\n"
-		"             after queueing, refused (maxQueued), cancelled, timed out and\n"
-		"             abandoned while queued\n"
+		"             after queueing, adopted from another dispatcher (DEBT: slots\n"
+		"             beyond the limit, paid back as queries end), refused\n"
+		"             (maxQueued), cancelled, timed out and abandoned while queued\n"
 		"  reload-groups [FILE]\n"
 		"             read the resource groups file again (or FILE, which then\n"
 		"             becomes the configured one) and apply it as a whole: limits\n"
@@ -353,6 +354,23 @@ print_stats(const json_t *d)
 		       num(r, "live"), num(r, "capacity"), num(r, "created"), num(e, "total"),
 		       num(e, "finished"), num(e, "failed"), num(e, "canceled"), num(e, "gone"),
 		       num(e, "lost"), num(e, "idle"), num(r, "misses"));
+		const json_t *a = json_object_get(r, "adopted");
+		if (a != NULL)
+			printf("        adopted %lld now, %lld in all (%lld holding a slot)\n",
+			       num(a, "now"), num(a, "total"), num(a, "with_slot"));
+	}
+	const json_t *rc = t != NULL ? json_object_get(t, "reconcile") : NULL;
+	const json_t *ds = rc != NULL ? json_object_get(rc, "discovery") : NULL;
+	const json_t *vf = rc != NULL ? json_object_get(rc, "verify") : NULL;
+	if (ds != NULL && vf != NULL) {
+		long long done = num(ds, "found") + num(ds, "not_found") + num(ds, "timed_out");
+		printf("discovery: %lld started, %lld found, %lld not found, %lld timed out, "
+		       "%lld full, %lld joined, mean %lld us, %lld in flight\n",
+		       num(ds, "started"), num(ds, "found"), num(ds, "not_found"),
+		       num(ds, "timed_out"), num(ds, "full"), num(ds, "joined"),
+		       done > 0 ? num(ds, "latency_us_sum") / done : 0, num(ds, "in_flight"));
+		printf("verify: %lld quiet routes checked, %lld running, %lld ended, %lld errors\n",
+		       num(vf, "checked"), num(vf, "running"), num(vf, "ended"), num(vf, "errors"));
 	}
 }
 
@@ -676,9 +694,9 @@ print_groups(const json_t *d)
 	       "entries in use\n",
 	       str(d, "file"), num(d, "reloads"), num(d, "waiting"), num(d, "entries_used"),
 	       num(d, "queued_max"));
-	printf("%-28s %6s %7s %13s %8s %6s %9s %9s %6s %8s %7s %9s\n", "GROUP", "LIMIT", "RUNNING",
-	       "QUEUED", "RESERVED", "POOL", "ADMITTED", "AFTER-Q", "FULL", "CANCELED",
-	       "TIMEOUT", "ABANDONED");
+	printf("%-28s %6s %7s %13s %8s %6s %5s %9s %9s %7s %6s %8s %7s %9s\n", "GROUP", "LIMIT",
+	       "RUNNING", "QUEUED", "RESERVED", "POOL", "DEBT", "ADMITTED", "AFTER-Q", "ADOPTED",
+	       "FULL", "CANCELED", "TIMEOUT", "ABANDONED");
 	size_t i;
 	const json_t *g;
 	json_array_foreach(json_object_get(d, "groups"), i, g) {
@@ -689,10 +707,11 @@ print_groups(const json_t *d)
 		char name[40];
 		snprintf(name, sizeof(name), "%s%s", str(g, "name"),
 			 json_is_true(json_object_get(g, "retired")) ? " (retired)" : "");
-		printf("%-28s %6lld %7lld %13s %8lld %6lld %9lld %9lld %6lld %8lld %7lld %9lld\n",
+		printf("%-28s %6lld %7lld %13s %8lld %6lld %5lld %9lld %9lld %7lld %6lld %8lld %7lld "
+		       "%9lld\n",
 		       name, num(g, "hard_concurrency_limit"), num(g, "running"), queued,
-		       num(g, "reserved"), num(g, "pool"), num(c, "admitted"),
-		       num(c, "admitted_after_queue"), num(c, "queue_full"),
+		       num(g, "reserved"), num(g, "pool"), num(g, "debt"), num(c, "admitted"),
+		       num(c, "admitted_after_queue"), num(g, "adopted"), num(c, "queue_full"),
 		       num(c, "canceled_queued"), num(c, "timed_out"), num(c, "abandoned"));
 	}
 }

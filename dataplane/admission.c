@@ -28,14 +28,42 @@
 #define ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
 #define SUB(p, v) __atomic_fetch_sub((p), (v), __ATOMIC_RELAXED)
 
-/* Give <n> slots back to <g>'s pool. The pool never holds more than the limit: more
- * would mean a slot released twice (asserted in builds with assertions). */
+/* Give <n> slots back to <g>: they pay its debt first, the rest goes to the pool. The
+ * pool never holds more than the limit: more would mean a slot released twice (asserted
+ * in builds with assertions). */
 static inline void
 pool_give(struct qd_adm_group *g, int64_t n)
 {
+	RTE_ASSERT(n >= 0);
+	int64_t d = LOAD(&g->debt);
+	while (d > 0 && n > 0) {
+		int64_t pay = RTE_MIN(d, n);
+		if (__atomic_compare_exchange_n(&g->debt, &d, d - pay, true, __ATOMIC_RELAXED,
+						__ATOMIC_RELAXED)) {
+			n -= pay;
+			break;
+		}
+	}
+	if (n == 0)
+		return;
 	int64_t now = __atomic_add_fetch(&g->pool, n, __ATOMIC_RELAXED);
 	assert(now <= (int64_t)__atomic_load_n(&g->limit, __ATOMIC_RELAXED));
 	(void)now;
+}
+
+static int64_t pool_take(struct qd_adm_group *g, int64_t want);
+
+/* One slot of <g> whatever its pool holds: from the pool, else as debt. A slot that
+ * reaches the pool between our failed take and the debt (a release that saw no debt yet)
+ * is taken back to pay it, so a group in debt keeps no free slot for long. */
+static void
+take_forced(struct qd_adm_group *g)
+{
+	if (pool_take(g, 1) == 1)
+		return;
+	ADD(&g->debt, 1);
+	if (pool_take(g, 1) == 1)
+		pool_give(g, 1);
 }
 
 static int32_t
@@ -233,7 +261,8 @@ qd_admission_try_acquire(struct qd_admission *a, unsigned int worker, int group,
 		int g = path[i];
 		struct qd_adm_group *sg = &a->g[g];
 		struct qd_adm_slot *sl = &col->s[g];
-		if (LOAD(&sg->subtree_queued) != 0 || (sg->soft_mem != UINT64_MAX && mem_over(a, g))) {
+		if (LOAD(&sg->subtree_queued) != 0 || LOAD(&sg->debt) != 0 ||
+		    (sg->soft_mem != UINT64_MAX && mem_over(a, g))) {
 			acquire_undo(a, col, path, i + 1, n, mem);
 			return false;
 		}
@@ -285,7 +314,7 @@ qd_admission_release(struct qd_admission *a, unsigned int worker, int group, int
 			wake = true;
 			continue;
 		}
-		if (LOAD(&sg->pool) < 0 || sg->retired) {
+		if (LOAD(&sg->debt) > 0 || sg->retired) {
 			pool_give(sg, 1);
 			continue;
 		}
@@ -306,7 +335,7 @@ qd_admission_release(struct qd_admission *a, unsigned int worker, int group, int
 static bool
 can_run(const struct qd_admission *a, int g)
 {
-	return LOAD(&a->g[g].pool) > 0 && !mem_over(a, g);
+	return LOAD(&a->g[g].pool) > 0 && LOAD(&a->g[g].debt) == 0 && !mem_over(a, g);
 }
 
 static int64_t
@@ -759,7 +788,7 @@ qd_admission_worker_poll(struct qd_admission *a, unsigned int worker)
 		int32_t r = col->s[g].reserve;
 		if (r == 0)
 			continue;
-		if (LOAD(&a->g[g].subtree_queued) != 0 || LOAD(&a->g[g].pool) < 0 ||
+		if (LOAD(&a->g[g].subtree_queued) != 0 || LOAD(&a->g[g].debt) > 0 ||
 		    a->g[g].retired) {
 			STORE(&col->s[g].reserve, 0);
 			pool_give(&a->g[g], r);
@@ -811,6 +840,32 @@ qd_admission_expire(struct qd_admission *a, uint32_t *cursor, uint32_t budget, u
 	return ended;
 }
 
+/* <g>'s limit goes from <old> to <limit> (under the admission lock). The pool stays <= the
+ * limit at every instant: a raise stores the limit first and pays any debt before the
+ * pool grows; a cut takes the pool's free slots first and what runs beyond the new limit
+ * becomes debt (the pool never goes below 0). */
+static void
+limit_change(struct qd_adm_group *g, uint32_t old, uint32_t limit)
+{
+	if (limit >= old)
+		STORE(&g->limit, limit);
+	int64_t delta = (int64_t)limit - (int64_t)old;
+	if (delta > 0) {
+		pool_give(g, delta);
+	} else if (delta < 0) {
+		int64_t owed = -delta;
+		for (unsigned int k = 0; k < 64 && owed > 0; k++) {
+			int64_t got = pool_take(g, owed);
+			if (got == 0)
+				break;
+			owed -= got;
+		}
+		if (owed > 0)
+			ADD(&g->debt, owed);
+	}
+	STORE(&g->limit, limit);
+}
+
 struct qd_adm_view *
 qd_admission_reload(struct qd_admission *a, struct qd_rg_config *rg)
 {
@@ -848,10 +903,7 @@ qd_admission_reload(struct qd_admission *a, struct qd_rg_config *rg)
 		a->info[g] = info;
 		/* the pool stays <= the limit at every instant: raise the limit first,
 		 * lower it last */
-		if (info.hard_concurrency_limit >= old_limit)
-			STORE(&a->g[g].limit, info.hard_concurrency_limit);
-		ADD(&a->g[g].pool, (int64_t)info.hard_concurrency_limit - (int64_t)old_limit);
-		STORE(&a->g[g].limit, info.hard_concurrency_limit);
+		limit_change(&a->g[g], old_limit, info.hard_concurrency_limit);
 		a->g[g].retired = false;
 		keep[g] = true;
 	}
@@ -887,18 +939,30 @@ qd_admission_group_by_hash(const struct qd_admission *a, uint32_t hash)
 	return -1;
 }
 
-void
-qd_admission_restore(struct qd_admission *a, int group, int64_t mem)
+/* One slot along <group>'s path held in column <col>, past the limits if need be. */
+static void
+force_path(struct qd_admission *a, struct qd_adm_column *col, int group, int64_t mem)
 {
-	struct qd_adm_column *sc = &a->col[QD_ADM_COLUMNS - 1];
-	rte_spinlock_lock(&a->lock);
+	bool debt = false;
 	for (unsigned int i = 0; i < a->path_len[group]; i++) {
 		int g = a->path[group][i];
-		SUB(&a->g[g].pool, 1);
-		ADD(&sc->s[g].in_use, 1);
+		take_forced(&a->g[g]);
+		debt = debt || LOAD(&a->g[g].debt) > 0;
+		ADD(&col->s[g].in_use, 1);
 		if (mem != 0)
 			ADD(&a->g[g].mem_in_use, mem);
 	}
+	/* every worker returns its reserves of indebted groups at its next loop: they pay */
+	if (debt)
+		__atomic_fetch_add(&a->flush_epoch, 1, __ATOMIC_RELEASE);
+}
+
+void
+qd_admission_restore(struct qd_admission *a, int group, int64_t mem)
+{
+	RTE_ASSERT(group >= 0 && (unsigned int)group < a->groups);
+	rte_spinlock_lock(&a->lock);
+	force_path(a, &a->col[QD_ADM_COLUMNS - 1], group, mem);
 	rte_spinlock_unlock(&a->lock);
 }
 
@@ -914,12 +978,8 @@ qd_admission_set_cap(struct qd_admission *a, int group, uint32_t cap)
 		rte_spinlock_unlock(&a->lock);
 		return 0;
 	}
-	/* as at a reload: the pool stays <= the limit at every instant (raise the limit
-	 * first, lower it last); a pool below 0 makes workers return their reserves */
-	if (cap > old)
-		STORE(&g->limit, cap);
-	ADD(&g->pool, (int64_t)cap - (int64_t)old);
-	STORE(&g->limit, cap);
+	/* as at a reload; a debt makes workers return their reserves (the flush below) */
+	limit_change(g, old, cap);
 	a->cap_changes++;
 	if (cap < old)
 		__atomic_fetch_add(&a->flush_epoch, 1, __ATOMIC_RELEASE);
@@ -927,6 +987,15 @@ qd_admission_set_cap(struct qd_admission *a, int group, uint32_t cap)
 		schedule_locked(a);
 	rte_spinlock_unlock(&a->lock);
 	return 0;
+}
+
+void
+qd_admission_force(struct qd_admission *a, unsigned int worker, int group, int64_t mem)
+{
+	RTE_ASSERT(worker < a->conf.workers && group >= 0 && (unsigned int)group < a->groups);
+	/* No lock: the pools and the debt are atomic, and the column is this worker's. */
+	force_path(a, &a->col[worker], group, mem);
+	ADD(&a->g[group].forced, 1);
 }
 
 void
@@ -938,6 +1007,7 @@ qd_admission_group_stats(const struct qd_admission *a, int group, struct qd_adm_
 		out->reserved += LOAD(&a->col[c].s[group].reserve);
 	}
 	out->pool = LOAD(&a->g[group].pool);
+	out->debt = LOAD(&a->g[group].debt);
 	out->queued = LOAD(&a->g[group].queued);
 	out->subtree_queued = LOAD(&a->g[group].subtree_queued);
 	out->mem_in_use = LOAD(&a->g[group].mem_in_use);
@@ -949,8 +1019,8 @@ qd_admission_check(const struct qd_admission *a, int *bad)
 	for (unsigned int g = 0; g < a->groups; g++) {
 		struct qd_adm_group_stats s;
 		qd_admission_group_stats(a, (int)g, &s);
-		if (s.running + s.reserved + s.pool != (int64_t)LOAD(&a->g[g].limit) ||
-		    s.running < 0 || s.reserved < 0) {
+		if (s.running + s.reserved + s.pool != (int64_t)LOAD(&a->g[g].limit) + s.debt ||
+		    s.running < 0 || s.reserved < 0 || s.pool < 0 || s.debt < 0) {
 			if (bad != NULL)
 				*bad = (int)g;
 			return -1;

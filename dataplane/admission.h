@@ -9,12 +9,18 @@
  * process). A query holds one slot in its leaf group and one in every
  * ancestor. Slots are conserved per group:
  *
- *     sum(in_use of every column) + sum(reserves) + pool == hardConcurrencyLimit
+ *     sum(in_use of every column) + sum(reserves) + pool == hardConcurrencyLimit + debt
  *
- * and the pool never goes below zero (it is only decremented by a CAS that
- * checks), so "slots in use + slots in reserves <= limit" holds at every
- * instant. A query may end on another lcore than the one that admitted it,
- * so a column's in_use can go negative; only the sum means anything.
+ * and neither the pool nor the debt ever goes below zero (the pool is only
+ * decremented by a CAS that checks). Debt is what a group runs beyond its
+ * limit: queries that already run and cannot wait (a query adopted from
+ * another dispatcher, one restored from the state log), and a limit lowered
+ * by a reload below what runs. While a group has debt nothing new is admitted
+ * into it (the fast path refuses, reserves are returned) and every slot given
+ * back pays the debt before it reaches the pool, so the group drains to its
+ * limit. Without debt, "slots in use + slots in reserves <= limit" holds at
+ * every instant. A query may end on another lcore than the one that admitted
+ * it, so a column's in_use can go negative; only the sum means anything.
  *
  * When a group or one of its ancestors has queued queries, the fast path is
  * not taken: the submission joins the queue (under the one admission lock)
@@ -63,6 +69,8 @@ struct qd_adm_group {
 	int32_t batch;                /* slots a worker takes from the pool at once */
 	uint64_t soft_mem;            /* softMemoryLimit in bytes, UINT64_MAX: none */
 	int64_t mem_in_use;           /* bytes of PEAK_MEMORY estimates of running queries */
+	int64_t debt;                 /* slots in use beyond the limit (atomic, >= 0) */
+	uint64_t forced;              /* slots taken by qd_admission_force (adopted queries) */
 	uint64_t admitted;            /* straight away (fast path or from the queue at once) */
 	uint64_t admitted_queued;     /* after waiting in the queue */
 	uint64_t queue_full;          /* rejected: maxQueued */
@@ -244,6 +252,12 @@ int qd_admission_group_by_hash(const struct qd_admission *a, uint32_t hash);
  * negative: nothing more is admitted until enough of them end). Main lcore, before the
  * workers start. Released like any other. */
 void qd_admission_restore(struct qd_admission *a, int group, int64_t mem);
+/* A query that already runs elsewhere and now belongs to this dispatcher (adopted after a
+ * failover, dataplane/reconcile.c) holds one slot in <group> and its ancestors at once:
+ * from the pools when they have one, else as debt (over the limit; no new admission in
+ * that group until enough queries end). Worker <worker>'s lcore. Released like any other
+ * (qd_admission_release). */
+void qd_admission_force(struct qd_admission *a, unsigned int worker, int group, int64_t mem);
 uint32_t qd_admission_name_hash(const char *name);
 
 /* Totals for display and tests: relaxed sums over the columns. */
@@ -256,13 +270,14 @@ struct qd_adm_group_stats {
 	int64_t running;
 	int64_t reserved;
 	int64_t pool;
+	int64_t debt;             /* over the limit */
 	uint32_t queued;          /* in this leaf */
 	uint32_t subtree_queued;
 	int64_t mem_in_use;
 };
 void qd_admission_group_stats(const struct qd_admission *a, int group,
 			      struct qd_adm_group_stats *out);
-/* Checks conservation for every group: 0, or -1 with the group in *bad. Exact only when no
+/* Checks conservation (with debt) for every group: 0, or -1 with the group in *bad. Exact only when no
  * worker acquires or releases meanwhile (tests; debug builds assert it at quiet points). */
 int qd_admission_check(const struct qd_admission *a, int *bad);
 

@@ -199,6 +199,9 @@ proxy_conf_from_config(struct qd_proxy_conf *p, const struct qd_config *cfg, uns
 		.placement = cfg->placement_policy,
 		.max_statement_bytes = cfg->admission_max_statement_bytes,
 		.poll_wait_ms = cfg->admission_poll_wait_ms,
+		.discovery_timeout_ms = cfg->route_discovery_timeout_ms,
+		.discovery_max = cfg->route_discovery_max,
+		.verify_after_s = cfg->route_verify_after_s,
 	};
 	for (unsigned int i = 0; i < p->coords_count; i++) {
 		p->coords[i].ip_be = cfg->coordinators[i].addr_be;

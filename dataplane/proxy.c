@@ -35,6 +35,8 @@
 #include "log.h"
 #include "maglev.h"
 #include "mbuf_queue.h"
+#include "query_info.h"
+#include "reconcile.h"
 #include "resource_groups.h"
 #include "state_rec.h"
 #include "trino_proto.h"
@@ -49,6 +51,7 @@
 #define PX_DEAD_GRACE_US 5000000u /* a coordinator down this long ends its routes */
 #define PX_SUBMIT_WAIT_MS 50u /* a queued POST waits this long for a slot before QUEUED */
 #define PX_ADM_EXPIRE_BUDGET 1024
+#define PX_DISC_SLACK_US 1000000u /* a parked request outlives its discovery's timeout by this */
 #define PX_VIP_CHECK_EVERY_US 50000 /* idle clients on a draining VIP are closed this soon */
 
 /* ---- intrusive FIFO lists of waiting connections ------------------------ */
@@ -245,6 +248,8 @@ struct qd_proxy {
 	struct px_list resp_wait;
 	struct px_list io_wait;          /* clients in an exchange: body or reading stalls */
 	struct px_list park_wait;        /* polls of queued queries held until admitted */
+	struct px_list disc_wait;        /* requests held while their query id is discovered */
+	struct qd_reconcile *disc;       /* route discovery (NULL: off) */
 	struct px_coord_state coords[QD_PROXY_COORDS_MAX];
 	struct qd_coord_table *ct;
 	struct qd_admission *adm;
@@ -1753,6 +1758,11 @@ dispatcher_endpoint(struct px_client *cl, const char *path, size_t len)
 
 /* ---- admission: submissions held, queued and dispatched ------------------- */
 
+static void client_forward(struct px_client *cl, int coord, const char *origin, size_t olen,
+			   const char *authority, size_t alen);
+static void client_miss(struct px_client *cl);
+static bool discoverable(const struct px_client *cl);
+static void client_discover(struct px_client *cl);
 static void client_collect_start(struct px_client *cl, const char *origin, size_t olen,
 				 const char *authority, size_t alen);
 static void client_admit(struct px_client *cl);
@@ -2298,13 +2308,14 @@ client_route(struct px_client *cl)
 		} else if (t.id_len > 0) {
 			coord = qd_route_lookup(px->routes, cl->id, cl->id_len, px->now_us);
 		}
+		if (coord < 0 && t.id_len > 0 && discoverable(cl)) {
+			client_discover(cl);
+			return;
+		}
 		if (coord < 0) {
-			PX_COUNT(px, route_misses);
-			char msg[160];
-			snprintf(msg, sizeof(msg), "Query %s not found: no coordinator of this dispatcher runs it",
-				 t.id_len > 0 ? cl->id : "(invalid id)");
-			cl->id_len = 0;
-			client_error(cl, 404, "QUERY_NOT_FOUND", msg);
+			if (t.id_len == 0)
+				cl->id_len = 0;
+			client_miss(cl);
 			return;
 		}
 		break;
@@ -2313,6 +2324,15 @@ client_route(struct px_client *cl)
 		client_error(cl, 503, "NO_COORDINATOR_AVAILABLE", "No healthy coordinator is available");
 		return;
 	}
+	client_forward(cl, coord, origin, olen, authority, alen);
+}
+
+/* Send the routed request to <coord>: a backend, the rebuilt head, 100-continue. */
+static void
+client_forward(struct px_client *cl, int coord, const char *origin, size_t olen,
+	       const char *authority, size_t alen)
+{
+	struct qd_proxy *px = cl->px;
 	int rc = client_attach(cl, (uint16_t)coord);
 	/* A coordinator we cannot even start a connection to (next hop unknown): try the
 	 * others for requests that may go anywhere. */
@@ -2348,7 +2368,150 @@ client_route(struct px_client *cl)
 		}
 		client_flush(cl);
 	}
+	/* a request that completed while it was held (discovery) waits for its answer now */
+	if (cl->req_done && !cl->be->resp_done)
+		list_append(&px->resp_wait, &cl->be->tm,
+			    px->now_us + (uint64_t)px->conf.response_timeout_ms * 1000u);
 	backend_flush(cl->be);
+}
+
+/* ---- route discovery ------------------------------------------------------ */
+
+/* A follow-up whose query id this dispatcher does not know: 404, as ever. */
+static void
+client_miss(struct px_client *cl)
+{
+	struct qd_proxy *px = cl->px;
+	PX_COUNT(px, route_misses);
+	char msg[160];
+	snprintf(msg, sizeof(msg), "Query %s not found: no coordinator of this dispatcher runs it",
+		 cl->id_len > 0 ? cl->id : "(invalid id)");
+	cl->id_len = 0;
+	client_error(cl, 404, "QUERY_NOT_FOUND", msg);
+}
+
+/* Worth asking the coordinators: a real query id (our own placeholders "qdq_", and the
+ * rejected "qdr_", are never theirs) in a request without a body to hold. */
+static bool
+discoverable(const struct px_client *cl)
+{
+	const struct qd_proxy *px = cl->px;
+	bool ours = cl->id_len >= 4 &&
+		    (memcmp(cl->id, "qdq_", 4) == 0 || memcmp(cl->id, "qdr_", 4) == 0);
+	bool method = cl->method == HTTP_GET || cl->method == HTTP_DELETE ||
+		      cl->method == HTTP_HEAD;
+	return px->disc != NULL && !ours && method && cl->framing == FR_NONE;
+}
+
+/* Hold the request while the coordinators are asked about its query id. */
+static void
+client_discover(struct px_client *cl)
+{
+	struct qd_proxy *px = cl->px;
+	int rc = qd_reconcile_discover(px->disc, cl->id, cl->id_len);
+	if (rc == 0 || rc == -EALREADY) {
+		PX_COUNT(px, disc_parked);
+		cl->local = true; /* the rest of the request (its end) is read meanwhile */
+		list_append(&px->disc_wait, &cl->tm,
+			    px->now_us + (uint64_t)px->conf.discovery_timeout_ms * 1000u +
+				    PX_DISC_SLACK_US);
+		return;
+	}
+	if (rc == -ENOSPC) {
+		PX_COUNT(px, disc_busy);
+		cl->id_len = 0;
+		client_error(cl, 503, "DISPATCHER_BUSY",
+			     "Too many unknown query ids are being looked up: retry");
+		return;
+	}
+	client_miss(cl); /* no coordinator to ask */
+}
+
+/* A parked request goes on: to the route found meanwhile, or 404. */
+static void
+client_resume(struct px_client *cl)
+{
+	struct qd_proxy *px = cl->px;
+	list_append(&px->io_wait, &cl->tm, px->now_us + (uint64_t)px->conf.io_timeout_ms * 1000u);
+	cl->local = false;
+	int coord = qd_route_lookup(px->routes, cl->id, cl->id_len, px->now_us);
+	const char *origin, *authority;
+	size_t olen, alen;
+	if (coord < 0 || cl->h.buf == NULL ||
+	    qd_trino_origin_form(cl->h.buf, cl->h.first_len, &origin, &olen, &authority,
+				 &alen) != 0) {
+		client_miss(cl);
+	} else {
+		PX_COUNT(px, disc_resumed);
+		client_forward(cl, coord, origin, olen, authority, alen);
+	}
+	if (cl->state == CS_WAIT)
+		client_exchange_check(cl);
+}
+
+/* The query found on <coord> becomes ours: a route marked adopted, holding a slot in the
+ * group its session selects. It already runs, so the slot is taken even past the limit
+ * (admission debt: nothing new is admitted there until enough queries end). A query that
+ * has ended, or that no selector matches, holds no slot. */
+static void
+adopt(struct qd_proxy *px, const char *id, size_t id_len, uint16_t coord,
+      const struct qd_qinfo *qi)
+{
+	int group = -1;
+	if (px->adm != NULL && qd_qinfo_state_live(qi->state)) {
+		struct qd_rg_query q;
+		qd_qinfo_rg_query(qi, &q);
+		group = qd_admission_select(px->adm, &q);
+		if (group >= 0)
+			qd_admission_force(px->adm, px->conf.worker_index, group, 0);
+	}
+	int rc = qd_route_insert_adopted(px->routes, id, id_len, coord,
+					 (uint16_t)px->conf.worker_index, px->now_us,
+					 (int16_t)group, 0);
+	if (rc != 0) {
+		/* routed meanwhile (another worker's discovery of the same id), or full */
+		if (group >= 0)
+			qd_admission_release(px->adm, px->conf.worker_index, group, 0);
+		if (rc == -EEXIST)
+			PX_COUNT(px, routes_exists);
+		else
+			PX_COUNT(px, routes_full);
+		return;
+	}
+	PX_COUNT(px, routes_adopted);
+	if (group >= 0)
+		PX_COUNT(px, adm_adopted);
+	slog_emit(px, QD_SLOG_ROUTE, id, id_len, coord, (int16_t)group, 0, NULL, 0);
+	__atomic_fetch_add(&px->ct->c[coord].inflight, 1, __ATOMIC_RELAXED);
+}
+
+void
+qd_proxy_set_discovery(struct qd_proxy *px, struct qd_reconcile *r)
+{
+	px->disc = r;
+}
+
+void
+qd_proxy_discovered(struct qd_proxy *px, const char *id, size_t id_len, int coord,
+		    const struct qd_qinfo *qi)
+{
+	RTE_ASSERT(id_len > 0 && id_len <= QD_TRINO_ID_MAX);
+	if (coord >= 0 && (unsigned int)coord < qd_coord_count(px->ct) && qi != NULL)
+		adopt(px, id, id_len, (uint16_t)coord, qi);
+	/* Every request held for this id goes on. Resuming one touches only its own client,
+	 * which may append to the list (its pipelined successor parks for a new discovery):
+	 * the walk is bounded by the list as it was. */
+	uint32_t n = px->disc_wait.count;
+	struct px_node *node = px->disc_wait.head;
+	for (uint32_t k = 0; node != NULL && k < n; k++) {
+		struct px_node *next = node->next;
+		struct px_client *cl = (struct px_client *)node;
+		if (cl->id_len == id_len && memcmp(cl->id, id, id_len) == 0) {
+			list_remove(node);
+			client_resume(cl);
+		}
+		node = next;
+	}
 }
 
 /* ---- client side --------------------------------------------------------- */
@@ -2705,6 +2868,14 @@ expire(struct qd_proxy *px)
 		} else {
 			client_abort(cl); /* not reading its response: nothing more to say */
 		}
+	}
+	for (unsigned int k = 0; k < PX_EXPIRE_BUDGET && px->disc_wait.head != NULL &&
+				 px->disc_wait.head->deadline <= now;
+	     k++) {
+		/* the discovery always reports before this: a safety net */
+		struct px_client *cl = (struct px_client *)px->disc_wait.head;
+		list_remove(&cl->tm);
+		client_resume(cl);
 	}
 	for (unsigned int i = 0; i < qd_coord_count(px->ct); i++) {
 		struct px_list *l = &px->coords[i].idle;

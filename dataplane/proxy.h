@@ -91,7 +91,12 @@
 	X(adm_statement_too_big) /* admission.max_statement_bytes: 413 */                \
 	X(slog_records)          /* state log records handed to the main lcore */          \
 	X(slog_ring_full)        /* ... dropped: the hand-off ring was full */               \
-	X(routes_reconciled)     /* restored routes whose coordinator said the query ended */ \
+	X(routes_reconciled)     /* routes ended after asking their coordinator (restored/quiet) */ \
+	X(routes_adopted)        /* routes found by discovery (queries another peer admitted) */ \
+	X(adm_adopted)           /* ... that took a slot (forced: may go over the limit) */     \
+	X(disc_parked)           /* requests held while their query id was discovered */       \
+	X(disc_resumed)          /* ... sent on to the coordinator found */                    \
+	X(disc_busy)             /* ... refused: discovery full (503 with Retry-After) */ \
 	X(vip_drain_last)        /* responses sent with Connection: close: their VIP drains */ \
 	X(vip_drain_idle_closed) /* idle keep-alive clients closed: their VIP drains */
 
@@ -152,6 +157,9 @@ struct qd_proxy_conf {
 	enum qd_placement_policy placement;
 	uint32_t max_statement_bytes;         /* SQL of a submission held for admission */
 	uint32_t poll_wait_ms;                /* a queued query's poll is held this long */
+	uint32_t discovery_timeout_ms;        /* route discovery of one id (route.discovery_*) */
+	uint32_t discovery_max;               /* discoveries at once per worker, 0: off */
+	uint32_t verify_after_s;              /* quiet routes checked after this, 0: never */
 	struct rte_ring *state_ring;          /* records for the state log; NULL: none */
 	const struct qd_peer_health *peer_health; /* NULL: no peers */
 };
@@ -179,6 +187,19 @@ enum qd_proxy_end {
  * the state log): its route ends here, counted by <why> and as reconciled, its slots go
  * back. 0, or -ENOENT (no route) / -EALREADY (ended already). Worker lcore. */
 int qd_proxy_end_route(struct qd_proxy *px, const char *id, size_t id_len, enum qd_proxy_end why);
+
+struct qd_reconcile;
+struct qd_qinfo;
+
+/* Route discovery: requests for an unknown query id are parked and <r> asks the
+ * coordinators (NULL: off, such requests are answered 404 at once). Before the first poll. */
+void qd_proxy_set_discovery(struct qd_proxy *px, struct qd_reconcile *r);
+/* The discovery of <id> is over (reconcile.c's found callback): <coord> >= 0 has it, with
+ * its QueryInfo fields in <qi>: the route is inserted as adopted (its query takes a slot in
+ * the group its session selects, even past the limit) and the parked requests go on;
+ * <coord> < 0: they get 404. Worker lcore. */
+void qd_proxy_discovered(struct qd_proxy *px, const char *id, size_t id_len, int coord,
+			 const struct qd_qinfo *qi);
 
 /* Reader side (main lcore): relaxed snapshots. */
 void qd_proxy_read(const struct qd_proxy *px, struct qd_proxy_counters *c,

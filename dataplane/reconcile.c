@@ -18,10 +18,15 @@
  *
  * Answers are not buffered: a Trino QueryInfo is tens of KB (stages, stats,
  * the session's properties), and its top-level "state" may come after any of
- * that, so a small streaming tokenizer (the idea of lib/trino_proto.c's
- * QueryResults scanner) follows the nesting and picks the string value of the
- * top-level key "state"; the check is decided as soon as it is complete and
- * the rest of the body is discarded by the detached connection.
+ * that, so lib/query_info.c's streaming scanner follows the nesting; a check
+ * of a route is decided as soon as the state is complete and the rest of the
+ * body is discarded by the detached connection. A discovery check reads the
+ * whole document (the session's user, source, tags and the SQL classify the
+ * adopted query).
+ *
+ * Slots: checks[0 .. count) are the walk's (restored and quiet routes);
+ * checks[count + d * ncoords + c] is discovery d's check of coordinator c, so
+ * a discovery never waits for a slot and finding its checks takes no search.
  */
 #include "reconcile.h"
 
@@ -38,6 +43,7 @@
 #include "lcore_stats.h"
 #include "log.h"
 #include "mbuf_queue.h"
+#include "query_info.h"
 
 #define RC_DEFAULT_IN_FLIGHT 16
 #define RC_DEFAULT_TIMEOUT_MS 2000
@@ -49,8 +55,8 @@
 #define RC_RESOLVE_RETRY_US 1000  /* next hop unknown: try the connect again this often */
 #define RC_PARSE_ROUNDS 256       /* contiguous runs parsed per callback */
 #define RC_SCAN_MAX (4u << 20)    /* body bytes scanned for "state" before we call it bad */
-#define RC_KEY_MAX 8              /* "state" fits; longer keys are not ours */
-#define RC_VALUE_MAX 24           /* "WAITING_FOR_RESOURCES" is 21 */
+#define RC_VERIFY_WALK_EVERY_US 10000 /* the walk's pace once only quiet routes are left */
+#define RC_DEFAULT_DISC_TIMEOUT_MS 1000
 
 enum rc_phase {
 	RP_FREE = 0, /* no route */
@@ -67,141 +73,14 @@ enum rc_outcome {
 	RO_FAILED,
 };
 
-/* ---- the top-level "state" of a JSON document, streamed ------------------------ */
-
-enum rs_mode { RS_VALUE = 0, RS_STRING, RS_ESCAPE, RS_DONE };
-
-struct rc_scan {
-	uint32_t depth;     /* nesting of objects and arrays */
-	uint8_t mode;       /* enum rs_mode */
-	bool top_object;    /* the document is an object */
-	bool want_key;      /* at depth 1, the next string is a key */
-	bool in_key;        /* inside a key string at depth 1 */
-	bool in_value;      /* inside the string value of "state" */
-	bool is_state;      /* the value at depth 1 belongs to "state" */
-	bool too_long;      /* the key or value in the making is not ours */
-	bool found;         /* value[] holds the complete state */
-	uint8_t len;
-	char key[RC_KEY_MAX];
-	char value[RC_VALUE_MAX];
-};
-
-static void
-scan_string_end(struct rc_scan *s)
-{
-	if (s->in_key) {
-		s->is_state = !s->too_long && s->len == 5 && memcmp(s->key, "state", 5) == 0;
-		s->in_key = false;
-	} else if (s->in_value) {
-		s->found = !s->too_long;
-		s->in_value = false;
-		s->is_state = false; /* the first "state" decides */
-	}
-}
-
-/* Feed <n> bytes; stops as soon as the state is complete. A tokenizer, not a validator:
- * malformed JSON finds nothing, it never reads out of bounds. */
-static void
-scan_feed(struct rc_scan *s, const char *p, size_t n)
-{
-	for (size_t i = 0; i < n && !s->found; i++) {
-		char c = p[i];
-		switch ((enum rs_mode)s->mode) {
-		case RS_STRING:
-			if (c == '"') {
-				s->mode = RS_VALUE;
-				scan_string_end(s);
-			} else if (c == '\\') {
-				s->mode = RS_ESCAPE;
-			} else if (s->in_key || s->in_value) {
-				char *buf = s->in_key ? s->key : s->value;
-				size_t max = s->in_key ? RC_KEY_MAX : RC_VALUE_MAX - 1;
-				if (s->len < max)
-					buf[s->len++] = c;
-				else
-					s->too_long = true;
-			} else {
-				/* the bulk of the document: on to the next quote or backslash */
-				size_t j = i + 1;
-				while (j < n && p[j] != '"' && p[j] != '\\')
-					j++;
-				i = j - 1;
-			}
-			break;
-		case RS_ESCAPE:
-			/* neither "state" nor a state name holds an escape */
-			if (s->in_key || s->in_value)
-				s->too_long = true;
-			s->mode = RS_STRING;
-			break;
-		case RS_DONE:
-			return;
-		case RS_VALUE:
-			switch (c) {
-			case '"':
-				s->mode = RS_STRING;
-				s->len = 0;
-				s->too_long = false;
-				if (s->depth == 1 && s->top_object) {
-					if (s->want_key)
-						s->in_key = true;
-					else if (s->is_state)
-						s->in_value = true;
-				}
-				break;
-			case '{':
-				if (s->depth == 0) {
-					s->top_object = true;
-					s->want_key = true;
-				}
-				if (s->depth < UINT32_MAX)
-					s->depth++;
-				break;
-			case '[':
-				if (s->depth < UINT32_MAX)
-					s->depth++;
-				break;
-			case '}':
-			case ']':
-				if (s->depth > 0 && --s->depth == 0) {
-					s->mode = RS_DONE;
-					return;
-				}
-				break;
-			case ',':
-				if (s->depth == 1) {
-					s->want_key = true;
-					s->is_state = false;
-				}
-				break;
-			case ':':
-				if (s->depth == 1)
-					s->want_key = false;
-				break;
-			default:
-				break; /* whitespace, numbers, literals */
-			}
-			break;
-		}
-	}
-}
-
-static bool
-state_is(const struct rc_scan *s, const char *name)
-{
-	size_t n = strlen(name);
-	return s->len == n && memcmp(s->value, name, n) == 0;
-}
-
-/* Trino's QueryState and Presto's: every state of a query that has not ended. */
-static const char *const live_states[] = {
-	"QUEUED",   "WAITING_FOR_RESOURCES", "DISPATCHING", "PLANNING",
-	"STARTING", "RUNNING",               "BLOCKED",     "FINISHING",
-};
-
 /* ---- the reconciler -------------------------------------------------------------- */
 
 struct qd_reconcile;
+
+enum rc_kind {
+	CK_WALK = 0, /* a route of the stripe: restored, or quiet (verify) */
+	CK_DISC,     /* one coordinator's check of a discovery */
+};
 
 struct rc_check {
 	struct qd_reconcile *r;
@@ -209,7 +88,7 @@ struct rc_check {
 	http_parser parser;
 	struct qd_inq in;
 	struct qd_outq out;
-	struct rc_scan scan;
+	struct qd_qinfo scan;
 	uint64_t deadline_us;  /* of the attempt in flight, or the end of the back-off */
 	uint64_t body_bytes;
 	const char *error;     /* why the last attempt failed (static strings) */
@@ -220,7 +99,23 @@ struct rc_check {
 	uint8_t attempts;      /* failed attempts so far */
 	uint8_t id_len;
 	bool answered;         /* the answer is complete enough to decide: parser paused */
+	uint8_t kind;          /* enum rc_kind */
+	bool verify;           /* CK_WALK: a quiet route (not a restored one) */
+	uint16_t disc;         /* CK_DISC: its discovery */
 	char id[QD_ROUTE_KEY_LEN]; /* the route's key, zero padded as in the entry */
+};
+
+/* One query id being discovered. */
+struct rc_disc {
+	char id[QD_ROUTE_KEY_LEN];
+	uint8_t id_len;
+	bool busy;
+	int16_t coord;         /* the first coordinator that has it, -1 none yet */
+	uint16_t pending;      /* its checks not over */
+	uint16_t timeouts;     /* ... that ended by the deadline */
+	uint64_t started_us;
+	uint64_t deadline_us;
+	struct qd_qinfo info;  /* the finder's QueryInfo fields */
 };
 
 struct qd_reconcile {
@@ -236,11 +131,17 @@ struct qd_reconcile {
 	uint64_t walk_next_us;
 	uint32_t cursor;       /* next position of our stripe to look at */
 	bool pass_flagged;     /* this pass met a flagged route */
-	bool done;             /* nothing left: the poll returns at once */
-	unsigned int busy;     /* slots not RP_FREE */
+	bool done;             /* nothing left to walk: the walk stops */
+	bool restored_done;    /* no restored route left in the stripe */
+	unsigned int busy;     /* walk slots not RP_FREE */
+	unsigned int ncoords;  /* coordinators a discovery asks (checks per discovery) */
+	unsigned int disc_busy; /* discoveries in flight */
+	struct rc_disc *discs; /* conf.discovery_max */
+	struct qd_qinfo disc_info; /* the reported QueryInfo, for the found callback */
 	struct qd_reconcile_counters counters;
 	http_parser_settings settings;
-	unsigned int count;
+	unsigned int count;    /* walk checks */
+	unsigned int total;    /* walk + discovery checks */
 	struct rc_check checks[];
 };
 
@@ -295,6 +196,25 @@ flagged(const struct qd_route_entry *e)
 	       __atomic_load_n(&e->restored, __ATOMIC_ACQUIRE) != 0;
 }
 
+/* A live query route (not ended, not an alias): what verification may look at. */
+static bool
+alive(const struct qd_route_entry *e)
+{
+	return __atomic_load_n(&e->live, __ATOMIC_ACQUIRE) != 0 &&
+	       __atomic_load_n(&e->ended, __ATOMIC_ACQUIRE) == 0 && e->is_alias == 0;
+}
+
+/* A live route that saw no request and no verification for verify_after_us. */
+static bool
+quiet(const struct qd_reconcile *r, const struct qd_route_entry *e)
+{
+	if (r->conf.verify_after_us == 0 || !alive(e))
+		return false;
+	uint64_t last = RTE_MAX(__atomic_load_n(&e->last_used_us, __ATOMIC_RELAXED),
+				__atomic_load_n(&e->verified_us, __ATOMIC_RELAXED));
+	return r->now_us > last && r->now_us - last >= r->conf.verify_after_us;
+}
+
 static void
 addr_of(const struct qd_coord *co, char *buf, size_t len)
 {
@@ -320,10 +240,13 @@ detach(struct rc_check *ck)
 static void
 slot_free(struct rc_check *ck)
 {
+	RTE_ASSERT(ck->kind == CK_WALK && ck->phase != RP_FREE && ck->r->busy > 0);
 	ck->phase = RP_FREE;
 	ck->attempts = 0;
 	set_busy(ck->r, ck->r->busy - 1);
 }
+
+static void disc_check_end(struct rc_check *ck, enum rc_outcome outcome);
 
 static void
 clear_flag(struct rc_check *ck)
@@ -354,14 +277,24 @@ attempt_end(struct rc_check *ck, enum rc_outcome outcome, const char *error)
 		else
 			qd_tcp_shutdown(c, r->now_us);
 	}
+	if (ck->kind == CK_DISC) {
+		disc_check_end(ck, outcome);
+		return;
+	}
 	if (outcome == RO_ERROR) {
-		qd_stat_add(&r->counters.errors, 1);
+		qd_stat_add(ck->verify ? &r->counters.verify_errors : &r->counters.errors, 1);
 		ck->error = error;
 		ck->attempts++;
 		if (ck->attempts < r->conf.max_attempts) {
 			ck->phase = RP_WAIT;
 			ck->deadline_us = r->now_us + (uint64_t)r->conf.retry_ms * 1000u;
 			wake_at(r, ck->deadline_us);
+			return;
+		}
+		if (ck->verify) {
+			/* no answer: the route stays, asked again a period from now */
+			(void)qd_route_mark_verified(r->routes, ck->id, ck->id_len, r->now_us);
+			slot_free(ck);
 			return;
 		}
 		char addr[24];
@@ -372,6 +305,21 @@ attempt_end(struct rc_check *ck, enum rc_outcome outcome, const char *error)
 		       r->lcore_id, ck->id, addr, (unsigned int)ck->attempts, error);
 		clear_flag(ck);
 		qd_stat_add(&r->counters.given_up, 1);
+		slot_free(ck);
+		return;
+	}
+	if (ck->verify) {
+		qd_stat_add(&r->counters.verify_checked, 1);
+		if (outcome == RO_RUNNING) {
+			(void)qd_route_mark_verified(r->routes, ck->id, ck->id_len, r->now_us);
+			qd_stat_add(&r->counters.verify_running, 1);
+		} else {
+			enum qd_proxy_end why = outcome == RO_GONE	   ? QD_PROXY_END_GONE
+						: outcome == RO_FINISHED ? QD_PROXY_END_FINISHED
+									 : QD_PROXY_END_FAILED;
+			if (end_route(r, ck, why) == 0)
+				qd_stat_add(&r->counters.verify_ended, 1);
+		}
 		slot_free(ck);
 		return;
 	}
@@ -411,24 +359,22 @@ decide(struct rc_check *ck)
 		attempt_end(ck, RO_ERROR, "unexpected status");
 		return;
 	}
-	const struct rc_scan *s = &ck->scan;
-	if (!s->found) {
+	const struct qd_qinfo *s = &ck->scan;
+	if ((s->found & QD_QINFO_F_STATE) == 0) {
 		attempt_end(ck, RO_ERROR, "no state in the answer");
 		return;
 	}
-	if (state_is(s, "FINISHED")) {
+	if (strcmp(s->state, "FINISHED") == 0) {
 		attempt_end(ck, RO_FINISHED, NULL);
 		return;
 	}
-	if (state_is(s, "FAILED") || state_is(s, "CANCELED")) {
+	if (qd_qinfo_state_final(s->state)) {
 		attempt_end(ck, RO_FAILED, NULL);
 		return;
 	}
-	for (size_t i = 0; i < RTE_DIM(live_states); i++) {
-		if (state_is(s, live_states[i])) {
-			attempt_end(ck, RO_RUNNING, NULL);
-			return;
-		}
+	if (qd_qinfo_state_live(s->state)) {
+		attempt_end(ck, RO_RUNNING, NULL);
+		return;
 	}
 	attempt_end(ck, RO_ERROR, "unknown state");
 }
@@ -462,7 +408,7 @@ still_ours(const struct rc_check *ck)
 	if (ck->pos >= t->positions)
 		return false;
 	const struct qd_route_entry *e = &t->entries[ck->pos];
-	return flagged(e) && memcmp(e->id, ck->id, QD_ROUTE_KEY_LEN) == 0;
+	return (ck->verify ? alive(e) : flagged(e)) && memcmp(e->id, ck->id, QD_ROUTE_KEY_LEN) == 0;
 }
 
 /* Start an attempt for the slot's route, or let the route go when it is not ours to
@@ -487,7 +433,7 @@ send_request(struct rc_check *ck)
 	struct qd_reconcile *r = ck->r;
 	http_parser_init(&ck->parser, HTTP_RESPONSE);
 	ck->parser.data = ck;
-	ck->scan = (struct rc_scan){0};
+	qd_qinfo_init(&ck->scan, ck->kind != CK_DISC);
 	ck->status = 0;
 	ck->body_bytes = 0;
 	ck->answered = false;
@@ -532,9 +478,9 @@ rc_on_body(http_parser *hp, const char *at, size_t n)
 	struct rc_check *ck = hp->data;
 	if (ck->status != 200)
 		return 0;
-	scan_feed(&ck->scan, at, n);
+	bool done = qd_qinfo_feed(&ck->scan, at, n);
 	ck->body_bytes += n;
-	if (ck->scan.found || ck->body_bytes > RC_SCAN_MAX) {
+	if (done || ck->body_bytes > RC_SCAN_MAX) {
 		ck->answered = true;
 		http_parser_pause(hp, 1);
 	}
@@ -682,10 +628,22 @@ free_slot(struct qd_reconcile *r)
 	return NULL;
 }
 
+/* No restored route is left in the stripe. The walk goes on for quiet routes when they
+ * are verified. */
+static bool
+restored_busy(const struct qd_reconcile *r)
+{
+	for (unsigned int k = 0; k < r->count; k++)
+		if (r->checks[k].phase != RP_FREE && !r->checks[k].verify)
+			return true;
+	return false;
+}
+
 static void
 finish(struct qd_reconcile *r)
 {
-	r->done = true;
+	r->restored_done = true;
+	r->done = r->conf.verify_after_us == 0;
 	__atomic_store_n(&r->counters.done, 1, __ATOMIC_RELAXED);
 	struct qd_reconcile_counters *k = &r->counters;
 	if (k->checked + k->given_up == 0)
@@ -708,21 +666,24 @@ walk(struct qd_reconcile *r)
 	for (unsigned int n = 0; n < RC_WALK_BUDGET; n++) {
 		uint32_t idx = r->cursor;
 		if (idx >= t->positions) {
-			/* a pass is over: the last one when it met no flagged route */
-			if (!r->pass_flagged && r->busy == 0) {
+			/* a pass is over: the restored routes are done when it met no flagged
+			 * route and no restored one is being checked */
+			if (!r->restored_done && !r->pass_flagged && !restored_busy(r)) {
 				finish(r);
-				return;
+				if (r->done)
+					return;
 			}
 			r->pass_flagged = false;
 			r->cursor = r->conf.worker_index;
 			return;
 		}
 		const struct qd_route_entry *e = &t->entries[idx];
-		if (!flagged(e)) {
+		bool restored = flagged(e);
+		if (!restored && !quiet(r, e)) {
 			r->cursor = idx + stripes;
 			continue;
 		}
-		r->pass_flagged = true;
+		r->pass_flagged = r->pass_flagged || restored;
 		uint16_t coord = e->coord;
 		if (held(r, idx) || (coord < coords && qd_coord_dead(&r->coords->c[coord]))) {
 			/* being checked; or the sweep ends it (its coordinator is dead) */
@@ -739,10 +700,15 @@ walk(struct qd_reconcile *r)
 		ck->id_len = (uint8_t)strnlen(ck->id, QD_ROUTE_KEY_LEN);
 		ck->pos = idx;
 		ck->coord = coord;
+		ck->verify = !restored;
 		ck->attempts = 0;
 		ck->error = NULL;
 		if (coord >= coords || ck->id_len == 0) {
 			/* replayed for a coordinator we no longer know: nobody to ask */
+			if (!restored) {
+				(void)qd_route_mark_verified(t, ck->id, ck->id_len, r->now_us);
+				continue;
+			}
 			clear_flag(ck);
 			qd_stat_add(&r->counters.given_up, 1);
 			continue;
@@ -768,14 +734,34 @@ qd_reconcile_create(const struct qd_reconcile_conf *conf, struct qd_tcp_stack *s
 		errno = EINVAL;
 		return NULL;
 	}
+	if (conf->discovery_max > QD_RECONCILE_DISCOVERY_MAX ||
+	    (conf->discovery_max > 0 && conf->found == NULL && px == NULL)) {
+		errno = EINVAL;
+		return NULL;
+	}
 	unsigned int count = conf->max_in_flight ? conf->max_in_flight : RC_DEFAULT_IN_FLIGHT;
-	size_t size = sizeof(struct qd_reconcile) + (size_t)count * sizeof(struct rc_check);
+	unsigned int ncoords = coords != NULL ? qd_coord_count(coords) : 0;
+	unsigned int total = count + conf->discovery_max * ncoords;
+	int socket = (int)rte_lcore_to_socket_id(lcore_id);
+	size_t size = sizeof(struct qd_reconcile) + (size_t)total * sizeof(struct rc_check);
 	struct qd_reconcile *r = rte_zmalloc_socket("qd_reconcile", size, RTE_CACHE_LINE_SIZE,
-						    (int)rte_lcore_to_socket_id(lcore_id));
+						    socket);
 	if (r == NULL) {
 		errno = ENOMEM;
 		return NULL;
 	}
+	if (conf->discovery_max > 0) {
+		r->discs = rte_zmalloc_socket("qd_reconcile_discs",
+					      sizeof(r->discs[0]) * conf->discovery_max,
+					      RTE_CACHE_LINE_SIZE, socket);
+		if (r->discs == NULL) {
+			rte_free(r);
+			errno = ENOMEM;
+			return NULL;
+		}
+	}
+	r->ncoords = ncoords;
+	r->total = total;
 	r->conf = *conf;
 	r->conf.max_in_flight = count;
 	if (r->conf.timeout_ms == 0)
@@ -784,6 +770,8 @@ qd_reconcile_create(const struct qd_reconcile_conf *conf, struct qd_tcp_stack *s
 		r->conf.retry_ms = RC_DEFAULT_RETRY_MS;
 	if (r->conf.max_attempts == 0)
 		r->conf.max_attempts = RC_DEFAULT_ATTEMPTS;
+	if (r->conf.discovery_timeout_ms == 0)
+		r->conf.discovery_timeout_ms = RC_DEFAULT_DISC_TIMEOUT_MS;
 	r->stack = stack;
 	r->pool = qd_tcp_stack_pool(stack);
 	r->routes = routes;
@@ -794,15 +782,19 @@ qd_reconcile_create(const struct qd_reconcile_conf *conf, struct qd_tcp_stack *s
 	r->cursor = conf->worker_index;
 	r->wake_us = UINT64_MAX;
 	if (coords == NULL) {
-		r->done = true;
+		r->done = r->restored_done = true;
 		r->counters.done = 1;
 	}
 	http_parser_settings_init(&r->settings);
 	r->settings.on_headers_complete = rc_on_headers_complete;
 	r->settings.on_body = rc_on_body;
 	r->settings.on_message_complete = rc_on_message_complete;
-	for (unsigned int k = 0; k < count; k++)
+	for (unsigned int k = 0; k < total; k++) {
 		r->checks[k].r = r;
+		r->checks[k].kind = k < count ? CK_WALK : CK_DISC;
+		r->checks[k].disc = k < count ? 0 : (uint16_t)((k - count) / ncoords);
+		r->checks[k].coord = k < count ? 0 : (uint16_t)((k - count) % ncoords);
+	}
 	return r;
 }
 
@@ -812,10 +804,11 @@ qd_reconcile_destroy(struct qd_reconcile *r)
 	if (r == NULL)
 		return;
 	/* Connections go with the stack (as the proxy's do); only our queues hold mbufs. */
-	for (unsigned int k = 0; k < r->count; k++) {
+	for (unsigned int k = 0; k < r->total; k++) {
 		qd_inq_clear(&r->checks[k].in);
 		qd_outq_clear(&r->checks[k].out);
 	}
+	rte_free(r->discs);
 	rte_free(r);
 }
 
@@ -860,10 +853,152 @@ check_poll(struct rc_check *ck)
 	}
 }
 
+/* ---- discovery ---------------------------------------------------------------------- */
+
+static struct rc_check *
+disc_check(struct qd_reconcile *r, unsigned int d, unsigned int c)
+{
+	RTE_ASSERT(d < r->conf.discovery_max && c < r->ncoords);
+	return &r->checks[r->count + d * r->ncoords + c];
+}
+
+/* A check of discovery <ck->disc> is over (the connection is detached already). */
+static void
+disc_check_end(struct rc_check *ck, enum rc_outcome outcome)
+{
+	struct qd_reconcile *r = ck->r;
+	struct rc_disc *d = &r->discs[ck->disc];
+	ck->phase = RP_FREE;
+	RTE_VERIFY(d->busy && d->pending > 0);
+	d->pending--;
+	if (outcome == RO_ERROR && r->now_us >= ck->deadline_us)
+		d->timeouts++;
+	bool here = outcome == RO_RUNNING || outcome == RO_FINISHED || outcome == RO_FAILED;
+	if (!here || d->coord >= 0)
+		return;
+	d->coord = (int16_t)ck->coord;
+	d->info = ck->scan;
+	/* the others' answers do not matter any more */
+	for (unsigned int c = 0; c < r->ncoords; c++) {
+		struct rc_check *o = disc_check(r, ck->disc, c);
+		if (o == ck || o->phase == RP_FREE)
+			continue;
+		struct qd_tcp_conn *oc = detach(o);
+		o->phase = RP_FREE;
+		d->pending--;
+		if (oc != NULL)
+			qd_tcp_abort(oc, r->now_us);
+	}
+}
+
+int
+qd_reconcile_discover(struct qd_reconcile *r, const char *id, size_t id_len)
+{
+	if (r->conf.discovery_max == 0)
+		return -ENOTSUP;
+	if (id_len == 0 || id_len >= QD_ROUTE_KEY_LEN || memchr(id, '\0', id_len) != NULL)
+		return -EINVAL;
+	int free_d = -1;
+	for (unsigned int k = 0; k < r->conf.discovery_max; k++) {
+		const struct rc_disc *d = &r->discs[k];
+		if (d->busy && d->id_len == id_len && memcmp(d->id, id, id_len) == 0) {
+			qd_stat_add(&r->counters.disc_joined, 1);
+			return -EALREADY;
+		}
+		if (!d->busy && free_d < 0)
+			free_d = (int)k;
+	}
+	if (free_d < 0) {
+		qd_stat_add(&r->counters.disc_full, 1);
+		return -ENOSPC;
+	}
+	unsigned int ask = 0;
+	for (unsigned int c = 0; c < r->ncoords; c++)
+		ask += !qd_coord_dead(&r->coords->c[c]);
+	if (ask == 0)
+		return -ENOENT;
+	struct rc_disc *d = &r->discs[free_d];
+	memset(d->id, 0, sizeof(d->id));
+	memcpy(d->id, id, id_len);
+	d->id_len = (uint8_t)id_len;
+	d->busy = true;
+	d->coord = -1;
+	d->pending = (uint16_t)ask;
+	d->timeouts = 0;
+	d->started_us = r->now_us;
+	d->deadline_us = r->now_us + (uint64_t)r->conf.discovery_timeout_ms * 1000u;
+	r->disc_busy++;
+	__atomic_store_n(&r->counters.disc_in_flight, (uint64_t)r->disc_busy, __ATOMIC_RELAXED);
+	qd_stat_add(&r->counters.disc_started, 1);
+	/* Checks that fail at once only count down: the outcome is reported from the poll. */
+	for (unsigned int c = 0; c < r->ncoords && d->coord < 0; c++) {
+		if (qd_coord_dead(&r->coords->c[c]))
+			continue;
+		struct rc_check *ck = disc_check(r, (unsigned int)free_d, c);
+		RTE_VERIFY(ck->phase == RP_FREE);
+		memcpy(ck->id, d->id, sizeof(ck->id));
+		ck->id_len = d->id_len;
+		ck->attempts = 0;
+		ck->error = NULL;
+		ck->phase = RP_CONNECT;
+		ck->deadline_us = d->deadline_us;
+		connect_try(ck);
+	}
+	return 0;
+}
+
+/* Report discovery <k>: its slot is free again before the callback runs (the callback may
+ * serve requests that start other discoveries); the QueryInfo is copied out first. */
+static void
+disc_report(struct qd_reconcile *r, unsigned int k)
+{
+	struct rc_disc *d = &r->discs[k];
+	char id[QD_ROUTE_KEY_LEN];
+	memcpy(id, d->id, sizeof(id));
+	size_t id_len = d->id_len;
+	int coord = d->coord;
+	struct qd_qinfo *qi = NULL;
+	if (coord >= 0) {
+		qd_stat_add(&r->counters.disc_found, 1);
+		qi = &r->disc_info;
+		*qi = d->info;
+	} else if (d->timeouts > 0) {
+		qd_stat_add(&r->counters.disc_timed_out, 1);
+	} else {
+		qd_stat_add(&r->counters.disc_not_found, 1);
+	}
+	qd_stat_add(&r->counters.disc_latency_us_sum,
+		    r->now_us > d->started_us ? r->now_us - d->started_us : 0);
+	d->busy = false;
+	r->disc_busy--;
+	__atomic_store_n(&r->counters.disc_in_flight, (uint64_t)r->disc_busy, __ATOMIC_RELAXED);
+	if (r->conf.found != NULL)
+		r->conf.found(r->conf.found_ctx, id, id_len, coord, qi);
+	else
+		qd_proxy_discovered(r->px, id, id_len, coord, qi);
+}
+
+/* Every loop iteration while discoveries run: their checks' clocks, then outcomes. */
+static void
+disc_poll(struct qd_reconcile *r)
+{
+	for (unsigned int k = 0; k < r->conf.discovery_max && r->disc_busy > 0; k++) {
+		struct rc_disc *d = &r->discs[k];
+		if (!d->busy)
+			continue;
+		for (unsigned int c = 0; c < r->ncoords && d->pending > 0 && d->coord < 0; c++)
+			check_poll(disc_check(r, k, c));
+		if (d->pending == 0 || d->coord >= 0)
+			disc_report(r, k);
+	}
+}
+
 void
 qd_reconcile_poll(struct qd_reconcile *r, uint64_t now_us)
 {
 	r->now_us = now_us;
+	if (r->disc_busy > 0)
+		disc_poll(r);
 	if (r->done)
 		return;
 	if (now_us >= r->wake_us) {
@@ -876,7 +1011,8 @@ qd_reconcile_poll(struct qd_reconcile *r, uint64_t now_us)
 			wake_at(r, check_wake(&r->checks[k]));
 	}
 	if (now_us >= r->walk_next_us) {
-		r->walk_next_us = now_us + RC_WALK_EVERY_US;
+		r->walk_next_us = now_us + (r->restored_done ? RC_VERIFY_WALK_EVERY_US
+							     : RC_WALK_EVERY_US);
 		walk(r);
 	}
 }
@@ -893,4 +1029,16 @@ qd_reconcile_read(const struct qd_reconcile *r, struct qd_reconcile_counters *ou
 	out->given_up = qd_stat_read(&r->counters.given_up);
 	out->in_flight = qd_stat_read(&r->counters.in_flight);
 	out->done = qd_stat_read(&r->counters.done);
+	out->verify_checked = qd_stat_read(&r->counters.verify_checked);
+	out->verify_running = qd_stat_read(&r->counters.verify_running);
+	out->verify_ended = qd_stat_read(&r->counters.verify_ended);
+	out->verify_errors = qd_stat_read(&r->counters.verify_errors);
+	out->disc_started = qd_stat_read(&r->counters.disc_started);
+	out->disc_found = qd_stat_read(&r->counters.disc_found);
+	out->disc_not_found = qd_stat_read(&r->counters.disc_not_found);
+	out->disc_timed_out = qd_stat_read(&r->counters.disc_timed_out);
+	out->disc_full = qd_stat_read(&r->counters.disc_full);
+	out->disc_joined = qd_stat_read(&r->counters.disc_joined);
+	out->disc_latency_us_sum = qd_stat_read(&r->counters.disc_latency_us_sum);
+	out->disc_in_flight = qd_stat_read(&r->counters.disc_in_flight);
 }

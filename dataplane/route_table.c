@@ -145,9 +145,9 @@ make_key(char key[QD_ROUTE_KEY_LEN], const char *id, size_t id_len)
 	return true;
 }
 
-int
-qd_route_insert_adm(struct qd_route_table *t, const char *id, size_t id_len, uint16_t coord,
-		uint16_t owner, uint64_t now_us, int16_t group, int64_t mem)
+static int
+insert(struct qd_route_table *t, const char *id, size_t id_len, uint16_t coord, uint16_t owner,
+       uint64_t now_us, int16_t group, int64_t mem, bool adopted)
 {
 	char key[QD_ROUTE_KEY_LEN];
 	if (!make_key(key, id, id_len))
@@ -173,12 +173,30 @@ qd_route_insert_adm(struct qd_route_table *t, const char *id, size_t id_len, uin
 	e->mem = mem;
 	e->is_alias = 0;
 	e->restored = 0;
+	e->adopted = adopted;
+	__atomic_store_n(&e->verified_us, now_us, __ATOMIC_RELAXED);
 	e->alias_pos = QD_ROUTE_NO_ALIAS;
 	e->ended_us = 0;
 	__atomic_store_n(&e->ended, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&e->live, 1, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&t->live_count, 1, __ATOMIC_RELAXED);
+	if (adopted)
+		__atomic_add_fetch(&t->adopted_count, 1, __ATOMIC_RELAXED);
 	return 0;
+}
+
+int
+qd_route_insert_adm(struct qd_route_table *t, const char *id, size_t id_len, uint16_t coord,
+		    uint16_t owner, uint64_t now_us, int16_t group, int64_t mem)
+{
+	return insert(t, id, id_len, coord, owner, now_us, group, mem, false);
+}
+
+int
+qd_route_insert_adopted(struct qd_route_table *t, const char *id, size_t id_len,
+			uint16_t coord, uint16_t owner, uint64_t now_us, int16_t group, int64_t mem)
+{
+	return insert(t, id, id_len, coord, owner, now_us, group, mem, true);
 }
 
 int
@@ -352,6 +370,8 @@ remove_key(struct qd_route_table *t, const char key[QD_ROUTE_KEY_LEN])
 	struct qd_route_entry *e = &t->entries[pos];
 	__atomic_store_n(&e->live, 0, __ATOMIC_RELEASE);
 	__atomic_sub_fetch(&t->live_count, 1, __ATOMIC_RELAXED);
+	if (e->adopted)
+		__atomic_sub_fetch(&t->adopted_count, 1, __ATOMIC_RELAXED);
 	if (__atomic_exchange_n(&e->ended, 0, __ATOMIC_ACQ_REL) != 0)
 		__atomic_sub_fetch(&t->ended_count, 1, __ATOMIC_RELAXED);
 	return 0;
@@ -471,4 +491,25 @@ qd_route_clear_restored(struct qd_route_table *t, const char *id, size_t id_len)
 		return -EALREADY;
 	__atomic_store_n(&e->restored, 0, __ATOMIC_RELEASE);
 	return 0;
+}
+
+int
+qd_route_mark_verified(struct qd_route_table *t, const char *id, size_t id_len, uint64_t now_us)
+{
+	char key[QD_ROUTE_KEY_LEN];
+	if (!make_key(key, id, id_len))
+		return -ENOENT;
+	struct qd_route_entry *e = entry_of(t, rte_hash_lookup(t->hash, key), key);
+	if (e == NULL)
+		return -ENOENT;
+	if (__atomic_load_n(&e->ended, __ATOMIC_ACQUIRE) != 0)
+		return -EALREADY;
+	__atomic_store_n(&e->verified_us, now_us, __ATOMIC_RELAXED);
+	return 0;
+}
+
+uint32_t
+qd_route_adopted_count(const struct qd_route_table *t)
+{
+	return __atomic_load_n(&t->adopted_count, __ATOMIC_RELAXED);
 }

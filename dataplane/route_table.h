@@ -51,7 +51,10 @@ struct qd_route_entry {
 	uint8_t is_alias;           /* another name of the query at <alias_pos> */
 	uint8_t restored;           /* replayed from the state log: its coordinator has not
 				     * confirmed it still runs (cleared once checked) */
+	uint8_t adopted;            /* found by asking the coordinators (route discovery): the
+				     * query was admitted by another dispatcher */
 	uint32_t alias_pos;         /* alias: its query's position; query: its alias's, or NONE */
+	uint64_t verified_us;       /* its coordinator last said it runs (relaxed atomic) */
 	int64_t mem;                /* its PEAK_MEMORY estimate held in that group */
 	uint32_t live;              /* 1 between insert and the winning remove */
 	uint32_t ended;             /* 1 once the query ended: lingers, then removed */
@@ -65,6 +68,7 @@ struct qd_route_table {
 	uint32_t capacity;              /* routes at most */
 	uint32_t live_count;            /* entries, ended ones included (relaxed atomics) */
 	uint32_t ended_count;           /* entries lingering after their query ended */
+	uint32_t adopted_count;         /* entries of adopted queries (relaxed atomics) */
 	uint32_t threads;
 };
 
@@ -95,6 +99,12 @@ int qd_route_insert(struct qd_route_table *t, const char *id, size_t id_len, uin
  * estimate <mem>: whoever ends the route gives them back (qd_route_end_take, the sweep). */
 int qd_route_insert_adm(struct qd_route_table *t, const char *id, size_t id_len, uint16_t coord,
 			uint16_t owner, uint64_t now_us, int16_t group, int64_t mem);
+
+/* The same, for a query this dispatcher did not admit but found on coordinator <coord>
+ * (route discovery): the entry is marked adopted and counted in adopted_count. */
+int qd_route_insert_adopted(struct qd_route_table *t, const char *id, size_t id_len,
+			    uint16_t coord, uint16_t owner, uint64_t now_us, int16_t group,
+			    int64_t mem);
 
 #define QD_ROUTE_NO_ALIAS UINT32_MAX
 
@@ -156,5 +166,12 @@ uint32_t qd_route_ended_count(const struct qd_route_table *t);
  * it): clear its `restored` flag. 0, -ENOENT (no live route), -EALREADY (the query ended:
  * the entry is left alone). */
 int qd_route_clear_restored(struct qd_route_table *t, const char *id, size_t id_len);
+
+/* The coordinator of <id> said at <now_us> that the query still runs (the verification of
+ * quiet routes): the next check waits a full period from now. 0, -ENOENT, -EALREADY. */
+int qd_route_mark_verified(struct qd_route_table *t, const char *id, size_t id_len,
+			   uint64_t now_us);
+/* Routes of adopted queries in the table now, lingering ones included. */
+uint32_t qd_route_adopted_count(const struct qd_route_table *t);
 
 #endif /* QD_ROUTE_TABLE_H */

@@ -334,13 +334,21 @@ worker_start_tcp(struct qd_worker *w)
 		if (w->health == NULL)
 			return -errno;
 	}
-	/* Routes the state log restored are checked with their coordinators once. */
-	const struct qd_reconcile_conf rconf = {.worker_index = conf->proxy_conf.worker_index,
-						.worker_count = conf->proxy_conf.worker_count};
-	w->reconcile = qd_reconcile_create(&rconf, w->tcp, conf->routes,
-					   conf->proxy_conf.coord_table, w->proxy, conf->lcore_id);
+	/* Routes the state log restored are checked with their coordinators once, quiet
+	 * routes every route.verify_after_s, and unknown query ids are asked for. */
+	const struct qd_reconcile_conf rconf = {
+		.worker_index = pc.worker_index,
+		.worker_count = pc.worker_count,
+		.verify_after_us = (uint64_t)pc.verify_after_s * 1000000u,
+		.discovery_max = pc.discovery_max,
+		.discovery_timeout_ms = pc.discovery_timeout_ms,
+	};
+	w->reconcile = qd_reconcile_create(&rconf, w->tcp, conf->routes, pc.coord_table, w->proxy,
+					   conf->lcore_id);
 	if (w->reconcile == NULL)
 		return -errno;
+	if (pc.discovery_max > 0)
+		qd_proxy_set_discovery(w->proxy, w->reconcile);
 	return 0;
 }
 

@@ -223,6 +223,11 @@ DEFINE_UINT_KEY(key_route_max, route_max, uint32_t, "route.max", 64, 16777216)
 DEFINE_UINT_KEY(key_route_idle, route_idle_timeout_s, uint32_t, "route.idle_timeout_s", 1,
 		604800)
 DEFINE_UINT_KEY(key_route_linger, route_linger_s, uint32_t, "route.linger_s", 0, 86400)
+DEFINE_UINT_KEY(key_route_disc_max, route_discovery_max, uint32_t, "route.discovery_max", 0, 1024)
+DEFINE_UINT_KEY(key_route_disc_to, route_discovery_timeout_ms, uint32_t,
+		"route.discovery_timeout_ms", 10, 60000)
+DEFINE_UINT_KEY(key_route_verify, route_verify_after_s, uint32_t, "route.verify_after_s", 0,
+		86400)
 DEFINE_UINT_KEY(key_adm_queued_max, admission_queued_max, uint32_t, "admission.queued_max", 1,
 		1048576)
 DEFINE_UINT_KEY(key_adm_queue_to, admission_queue_timeout_ms, uint32_t,
@@ -639,6 +644,9 @@ static const struct key_desc keys[] = {
 	{"route.max", key_route_max, false},
 	{"route.idle_timeout_s", key_route_idle, false},
 	{"route.linger_s", key_route_linger, false},
+	{"route.discovery_max", key_route_disc_max, false},
+	{"route.discovery_timeout_ms", key_route_disc_to, false},
+	{"route.verify_after_s", key_route_verify, false},
 	{"admission.resource_groups", key_adm_groups, false},
 	{"admission.queued_max", key_adm_queued_max, false},
 	{"admission.queue_timeout_ms", key_adm_queue_to, false},
@@ -736,6 +744,9 @@ qd_config_defaults(struct qd_config *cfg)
 	cfg->upstream_down_ms = 1000;
 	cfg->route_max = 262144;
 	cfg->route_idle_timeout_s = 600;
+	cfg->route_discovery_max = 64;
+	cfg->route_discovery_timeout_ms = 1000;
+	cfg->route_verify_after_s = 30;
 	cfg->route_linger_s = 60;
 	cfg->admission_queued_max = 4096;
 	cfg->admission_queue_timeout_ms = 300000;

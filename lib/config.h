@@ -153,6 +153,9 @@ struct qd_config {
 	/* [route] the query route table, shared by the workers */
 	uint32_t route_max;
 	uint32_t route_idle_timeout_s;
+	uint32_t route_discovery_max;        /* per worker; 0: unknown ids are 404 at once */
+	uint32_t route_discovery_timeout_ms;
+	uint32_t route_verify_after_s;       /* 0: quiet routes are not verified */
 	uint32_t route_linger_s;
 	/* [admission] resource groups (docs/resource-groups.md) */
 	char admission_resource_groups[QD_CONFIG_STR_MAX]; /* "" = no admission control */

@@ -312,6 +312,101 @@ test_reload(void **state)
 	qd_admission_destroy(a);
 }
 
+static int64_t
+debt_of(const struct qd_admission *a, int g)
+{
+	struct qd_adm_group_stats s;
+	qd_admission_group_stats(a, g, &s);
+	assert_true(s.pool >= 0 && s.debt >= 0);
+	return s.debt;
+}
+
+/* Adopted queries (qd_admission_force): one slot along the path even in a full group; the
+ * excess is debt, the pool never goes below 0, nothing new is admitted (fast path, reserves
+ * of other workers, queue) until running drops under the limit, releases pay the debt
+ * first; a restore uses the same path; conservation holds at every step. */
+static void
+test_force_debt(void **state)
+{
+	(void)state;
+	int parents[] = {-1, 0, 0};
+	uint32_t limits[] = {3, 2, 3}, queued[] = {10, 10, 10};
+	struct qd_admission *a = make(tree(3, parents, limits, queued, NULL), 2, 1);
+	uint32_t e;
+	/* group 1 full through worker 0; worker 1 holds a reserve slot of the root */
+	assert_int_equal(qd_admission_submit(a, 0, 1, 0, 0, &e), QD_ADM_RUN);
+	assert_int_equal(qd_admission_submit(a, 0, 1, 0, 0, &e), QD_ADM_RUN);
+	assert_int_equal(qd_admission_submit(a, 1, 2, 0, 0, &e), QD_ADM_RUN);
+	qd_admission_release(a, 1, 2, 0); /* its slots stay in worker 1's reserves */
+	must_check(a);
+	assert_int_equal(debt_of(a, 0), 0);
+	/* adopt two into group 1 on worker 1: over group 1's limit (and then the root's) */
+	qd_admission_force(a, 1, 1, 0);
+	qd_admission_force(a, 1, 1, 0);
+	must_check(a);
+	assert_int_equal(running(a, 1), 4);
+	assert_int_equal(debt_of(a, 1), 2);
+	assert_int_equal(a->g[1].forced, 2);
+	assert_int_equal(a->g[0].pool, 0);
+	/* the other worker gives its reserves back at its next loop: they pay the root's debt */
+	qd_admission_worker_poll(a, 1);
+	qd_admission_worker_poll(a, 0);
+	must_check(a);
+	int64_t root_debt = debt_of(a, 0);
+	assert_int_equal(running(a, 0) - root_debt, 3); /* the rest of running is within limit */
+	/* nothing new runs in an indebted group, even where a pool or reserve has room */
+	assert_false(qd_admission_try_acquire(a, 0, 1, 0));
+	uint32_t q = must_queue(a, 0, 2, 1); /* group 2 is free, its parent is in debt */
+	must_check(a);
+	/* releases pay the debt first: the queue waits until running is under the limits */
+	qd_admission_release(a, 1, 1, 0);
+	must_check(a);
+	assert_int_equal(debt_of(a, 1), 1);
+	assert_int_equal(debt_of(a, 0), 0);
+	assert_int_equal(running(a, 0), 3); /* at the root's limit: still waits */
+	assert_int_equal(qd_admission_poll(a, q, 2), QD_ADM_WAITING);
+	qd_admission_release(a, 0, 1, 0);
+	must_check(a);
+	assert_int_equal(debt_of(a, 1), 0);
+	assert_int_equal(qd_admission_poll(a, q, 3), QD_ADM_ADMITTED);
+	dispatch(a, q, 3);
+	must_check(a);
+	assert_int_equal(running(a, 0), 3);
+	assert_int_equal(running(a, 1), 2);
+	qd_admission_release(a, 0, 1, 0);
+	qd_admission_release(a, 1, 1, 0);
+	qd_admission_release(a, 0, 2, 0);
+	must_check(a);
+	assert_int_equal(running(a, 0), 0);
+	/* a restore is the same forced path; a lowered limit becomes debt, not a negative pool */
+	qd_admission_restore(a, 2, 0);
+	qd_admission_restore(a, 2, 0);
+	qd_admission_restore(a, 2, 0);
+	qd_admission_restore(a, 2, 0);
+	must_check(a);
+	/* slots idle in reserves count as used until the workers' next loop gives them back */
+	qd_admission_worker_poll(a, 0);
+	qd_admission_worker_poll(a, 1);
+	must_check(a);
+	assert_int_equal(debt_of(a, 2), 1);
+	assert_int_equal(debt_of(a, 0), 1);
+	uint32_t limits2[] = {3, 2, 1};
+	struct qd_adm_view *old = qd_admission_reload(a, tree(3, parents, limits2, queued, NULL));
+	assert_non_null(old);
+	qd_admission_view_free(old);
+	must_check(a);
+	assert_int_equal(debt_of(a, 2), 3);
+	for (int i = 0; i < 4; i++)
+		qd_admission_release(a, 0, 2, 0);
+	must_check(a);
+	assert_int_equal(debt_of(a, 2), 0);
+	assert_int_equal(running(a, 0), 0);
+	assert_true(qd_admission_try_acquire(a, 0, 2, 0));
+	qd_admission_release(a, 0, 2, 0);
+	must_check(a);
+	qd_admission_destroy(a);
+}
+
 /* softMemoryLimit: a group runs queries while its estimates in use are at or under the
  * limit (Trino's rule: the last query may take it over), then queues. */
 static void
@@ -602,6 +697,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_reserve_flush),
 		cmocka_unit_test(test_nested_fair),
 		cmocka_unit_test(test_reload),
+		cmocka_unit_test(test_force_debt),
 		cmocka_unit_test(test_soft_memory),
 		cmocka_unit_test(test_weighted_policies),
 		cmocka_unit_test(test_concurrent),

@@ -4,7 +4,11 @@
  * 40 KB QueryInfo with nested "state" fields before the top-level one, close-delimited),
  * failures and retries up to giving up, checks in flight bounded, stripes of two workers,
  * dead coordinators skipped, routes that end or vanish during a check, and the stop once
- * nothing is flagged. The end callback stands in for qd_proxy_end_route(). */
+ * nothing is flagged. The end callback stands in for qd_proxy_end_route(). Then the
+ * verification of quiet routes (checked once quiet for a period, again a period after a
+ * "running", ended when gone, never while used) and route discovery (every coordinator
+ * asked, the one that has the id wins with its QueryInfo, all-404 and timeouts, one
+ * discovery per id, the bound, the outcome never reported from inside the call). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +26,7 @@
 
 #include "ipv4.h"
 #include "mbuf_queue.h"
+#include "query_info.h"
 #include "reconcile.h"
 #include "route_table.h"
 #include "tcp.h"
@@ -191,6 +196,10 @@ static const struct qd_tcp_ops srv_ops = {
 	.on_closed = srv_on_closed,
 };
 
+/* The listener's: a half-open connection reset before it is accepted reports to the
+ * listener's ops with the listener's app (a srv_port), so those ops have no on_closed. */
+static const struct qd_tcp_ops srv_listen_ops = {.on_accept = srv_on_accept};
+
 static void
 srv_on_accept(void *listener_app, struct qd_tcp_conn *c)
 {
@@ -302,7 +311,10 @@ srv_answer(struct srv_conn *sc, const char *id)
 	unsigned int status = 200;
 	bool close_delimited = false;
 	size_t blen;
-	if (starts(id, "gone404")) {
+	/* "onK_...": only coordinator K (port BASE_PORT + K) knows the query */
+	bool elsewhere = starts(id, "on") && id[2] >= '0' && id[2] <= '9' && id[3] == '_' &&
+			 sc->sp->port != BASE_PORT + (id[2] - '0');
+	if (starts(id, "gone404") || elsewhere) {
 		status = 404;
 		blen = (size_t)snprintf(body, sizeof(body), "Query not found");
 	} else if (starts(id, "gone410")) {
@@ -435,7 +447,7 @@ srv_start(struct sim *sm)
 	assert_non_null(n->s);
 	for (unsigned int i = 0; i < sm->ports_count; i++)
 		if (!sm->ports[i].refuse)
-			assert_int_equal(qd_tcp_listen(n->s, sm->ports[i].port, &srv_ops,
+			assert_int_equal(qd_tcp_listen(n->s, sm->ports[i].port, &srv_listen_ops,
 						       &sm->ports[i]),
 					 0);
 }
@@ -652,6 +664,53 @@ sim_fini(struct sim *sm)
 }
 
 static struct sim sim_mem; /* too big for the stack of a cmocka test */
+
+/* What the found callback heard (it stands in for qd_proxy_discovered). */
+struct found_call {
+	char id[48];
+	int coord;
+	char state[QD_QINFO_STATE_MAX];
+	char user[QD_QINFO_NAME_MAX];
+};
+static struct found_call founds[16];
+static unsigned int founds_count;
+static bool in_discover;
+
+static void
+found_cb(void *ctx, const char *id, size_t len, int coord, const struct qd_qinfo *qi)
+{
+	(void)ctx;
+	assert_false(in_discover); /* never from inside qd_reconcile_discover() */
+	assert_true(founds_count < 16);
+	struct found_call *f = &founds[founds_count++];
+	snprintf(f->id, sizeof(f->id), "%.*s", (int)len, id);
+	f->coord = coord;
+	assert_true((coord >= 0) == (qi != NULL));
+	snprintf(f->state, sizeof(f->state), "%s", qi != NULL ? qi->state : "");
+	snprintf(f->user, sizeof(f->user), "%s", qi != NULL ? qi->user : "");
+}
+
+static int
+discover(struct sim *sm, const char *id)
+{
+	in_discover = true;
+	int rc = qd_reconcile_discover(sm->r[0], id, strlen(id));
+	in_discover = false;
+	return rc;
+}
+
+static const struct found_call *
+found_of(const char *id)
+{
+	const struct found_call *f = NULL;
+	for (unsigned int i = 0; i < founds_count; i++) {
+		if (strcmp(founds[i].id, id) == 0) {
+			assert_null(f); /* once */
+			f = &founds[i];
+		}
+	}
+	return f;
+}
 
 /* ---- tests -------------------------------------------------------------------- */
 
@@ -979,6 +1038,135 @@ test_nothing_and_bad_conf(void **state)
 	sim_fini(sm);
 }
 
+static void
+test_verify_quiet(void **state)
+{
+	(void)state;
+	struct sim *sm = &sim_mem;
+	sim_init(sm, 1);
+	srv_start(sm);
+	const char *run = "run_v1", *fin = "fin_v1", *busy = "fin_busy";
+	assert_int_equal(qd_route_insert(sm->routes, run, strlen(run), 0, 0, sm->now_us), 0);
+	assert_int_equal(qd_route_insert(sm->routes, fin, strlen(fin), 0, 0, sm->now_us), 0);
+	assert_int_equal(qd_route_insert(sm->routes, busy, strlen(busy), 0, 0, sm->now_us), 0);
+	struct qd_reconcile_conf conf = rec_conf(sm);
+	/* more than the second by which a route's last use is kept (route_table.c) */
+	conf.verify_after_us = 1500000;
+	sim_reconcile(sm, 0, &conf);
+	/* before a period nothing is asked; the busy route is used every 50 ms throughout */
+	for (unsigned int ms = 0; ms < 3800; ms++) {
+		if (ms % 50 == 0)
+			assert_true(qd_route_lookup(sm->routes, busy, strlen(busy), sm->now_us) >= 0);
+		if (ms == 1450)
+			assert_int_equal(sm->ports[0].requests, 0);
+		sim_step(sm);
+	}
+	struct qd_reconcile_counters c = counters(sm, 0);
+	assert_int_equal(requests_for(sm, busy), 0);
+	assert_int_equal(requests_for(sm, fin), 1);
+	assert_true(ended(sm, fin));
+	assert_int_equal(end_of(sm, fin)->why, QD_PROXY_END_FINISHED);
+	assert_false(ended(sm, run));
+	/* running: asked once per period (at ~1.5 s and ~3.0 s, plus up to a walk's pass) */
+	assert_int_equal(requests_for(sm, run), 2);
+	assert_int_equal(c.verify_ended, 1);
+	assert_int_equal(c.verify_running, 2);
+	assert_int_equal(c.verify_checked, 3);
+	assert_int_equal(c.checked, 0); /* not the restored routes' counters */
+	assert_int_equal(c.done, 1);    /* nothing restored: that part is over */
+	run_ms(sm, 2000);
+	assert_int_equal(requests_for(sm, run), 3);
+	/* an ended route is not verified: everything closes */
+	assert_int_equal(qd_route_end(sm->routes, run, strlen(run), sm->now_us), 0);
+	run_ms(sm, 3000);
+	assert_int_equal(requests_for(sm, run), 3);
+	assert_int_equal(client_connections(sm), 0);
+	sim_fini(sm);
+}
+
+static void
+test_discovery(void **state)
+{
+	(void)state;
+	struct sim *sm = &sim_mem;
+	sim_init(sm, 3);
+	srv_start(sm);
+	founds_count = 0;
+	struct qd_reconcile_conf conf = rec_conf(sm);
+	conf.discovery_max = 3;
+	conf.discovery_timeout_ms = 300;
+	conf.found = found_cb;
+	conf.found_ctx = sm;
+	sim_reconcile(sm, 0, &conf);
+	run_ms(sm, 1); /* the clock the reconciler sees (a worker sets it every loop) */
+	/* found on coordinator 1 of 3 (the others say 404), with its QueryInfo */
+	const char *q1 = "on1_20261125_000001_aaaaa";
+	assert_int_equal(discover(sm, q1), 0);
+	assert_int_equal(discover(sm, q1), -EALREADY); /* one discovery per id */
+	assert_int_equal(founds_count, 0);
+	run_ms(sm, 20);
+	const struct found_call *f = found_of(q1);
+	assert_non_null(f);
+	assert_int_equal(f->coord, 1);
+	assert_string_equal(f->state, "RUNNING");
+	assert_string_equal(f->user, "u");
+	assert_int_equal(requests_for(sm, q1), 3); /* every coordinator was asked */
+	/* nobody has it: all 404 */
+	const char *nowhere = "gone404_nowhere";
+	assert_int_equal(discover(sm, nowhere), 0);
+	run_ms(sm, 20);
+	assert_non_null(found_of(nowhere));
+	assert_int_equal(found_of(nowhere)->coord, -1);
+	/* the answer from the one that has it arrives late: still found */
+	const char *late = "slowon2_late";
+	assert_int_equal(discover(sm, late), 0);
+	run_ms(sm, 100);
+	assert_null(found_of(late));
+	run_ms(sm, 150);
+	assert_non_null(found_of(late));
+	assert_int_equal(found_of(late)->coord, 2);
+	/* the bound: three that hang fill it, a fourth is refused; they time out */
+	assert_int_equal(discover(sm, "hang_a"), 0);
+	assert_int_equal(discover(sm, "hang_b"), 0);
+	assert_int_equal(discover(sm, "hang_c"), 0);
+	assert_int_equal(discover(sm, "on0_d"), -ENOSPC);
+	run_ms(sm, 250);
+	assert_null(found_of("hang_a"));
+	run_ms(sm, 100);
+	assert_int_equal(found_of("hang_a")->coord, -1);
+	assert_int_equal(found_of("hang_c")->coord, -1);
+	/* a dead coordinator is not asked; none alive: nothing to ask */
+	__atomic_store_n(&sm->table->c[0].health, QD_COORD_DOWN, __ATOMIC_RELAXED);
+	assert_int_equal(discover(sm, "on0_dead"), 0);
+	run_ms(sm, 20);
+	assert_int_equal(requests_for(sm, "on0_dead"), 2);
+	assert_int_equal(found_of("on0_dead")->coord, -1);
+	__atomic_store_n(&sm->table->c[1].health, QD_COORD_DOWN, __ATOMIC_RELAXED);
+	__atomic_store_n(&sm->table->c[2].health, QD_COORD_DOWN, __ATOMIC_RELAXED);
+	assert_int_equal(discover(sm, "on1_none"), -ENOENT);
+	assert_int_equal(discover(sm, ""), -EINVAL);
+	struct qd_reconcile_counters c = counters(sm, 0);
+	assert_int_equal(c.disc_started, 7);
+	assert_int_equal(c.disc_found, 2);
+	assert_int_equal(c.disc_not_found, 2);
+	assert_int_equal(c.disc_timed_out, 3);
+	assert_int_equal(c.disc_joined, 1);
+	assert_int_equal(c.disc_full, 1);
+	assert_int_equal(c.disc_in_flight, 0);
+	assert_true(c.disc_latency_us_sum >= 3 * 300000u);
+	assert_int_equal(founds_count, 7);
+	run_ms(sm, 3000);
+	assert_int_equal(client_connections(sm), 0);
+	sim_fini(sm);
+	/* discovery off */
+	sim_init(sm, 1);
+	srv_start(sm);
+	conf = rec_conf(sm);
+	sim_reconcile(sm, 0, &conf);
+	assert_int_equal(discover(sm, "on0_x"), -ENOTSUP);
+	sim_fini(sm);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -997,6 +1185,8 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_stripes_and_dead),
 		cmocka_unit_test(test_route_changes_during_check),
 		cmocka_unit_test(test_nothing_and_bad_conf),
+		cmocka_unit_test(test_verify_quiet),
+		cmocka_unit_test(test_discovery),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	rte_mempool_free(pool);

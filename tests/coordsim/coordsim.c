@@ -108,6 +108,7 @@ enum sim_header {
 	SIM_HEADER_HOST,
 	SIM_HEADER_USER,
 	SIM_HEADER_SOURCE,
+	SIM_HEADER_TAGS,
 	SIM_HEADER_FWD_HOST,
 	SIM_HEADER_FWD_PROTO,
 	SIM_HEADER_FWD_PORT,
@@ -141,6 +142,7 @@ struct sim_request {
 	char host[SIM_HOST_MAX_BYTES + 1];
 	char user[SIM_USER_MAX_BYTES + 1];
 	char source[SIM_USER_MAX_BYTES + 1];
+	char tags[SIM_USER_MAX_BYTES + 1]; /* X-Trino-Client-Tags, as sent */
 	char fwd_host[SIM_HOST_MAX_BYTES + 1];
 	char fwd_proto[16];
 	char fwd_port[8];
@@ -729,6 +731,7 @@ sim_conn_answer(struct sim *s, struct sim_conn *c, bool may_wait)
 		v.host = rq->has_host ? rq->host : s->coords[c->coord].name;
 		v.user = rq->user;
 		v.source = rq->source;
+		v.client_tags = rq->tags;
 		v.fwd_host = rq->fwd_host;
 		v.fwd_proto = rq->fwd_proto;
 		v.fwd_port = rq->fwd_port;
@@ -1144,6 +1147,7 @@ sim_on_message_begin(http_parser *p)
 	r->host[0] = '\0';
 	r->user[0] = '\0';
 	r->source[0] = '\0';
+	r->tags[0] = '\0';
 	r->fwd_host[0] = '\0';
 	r->fwd_proto[0] = '\0';
 	r->fwd_port[0] = '\0';
@@ -1231,6 +1235,8 @@ sim_header_kind(struct sim_request *r)
 			r->has_source = true;
 			return SIM_HEADER_SOURCE;
 		}
+		if (strcasecmp(rest, "client-tags") == 0)
+			return SIM_HEADER_TAGS;
 		return SIM_HEADER_OTHER;
 	}
 	if (strncasecmp(f, "x-forwarded-", 12) == 0 || strcasecmp(f, "forwarded") == 0) {
@@ -1280,6 +1286,10 @@ sim_on_header_value(http_parser *p, const char *at, size_t len)
 	case SIM_HEADER_SOURCE:
 		dst = r->source;
 		cap = sizeof(r->source);
+		break;
+	case SIM_HEADER_TAGS:
+		dst = r->tags;
+		cap = sizeof(r->tags);
 		break;
 	case SIM_HEADER_FWD_HOST:
 		dst = r->fwd_host;

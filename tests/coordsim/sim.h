@@ -119,6 +119,7 @@ struct sim_req_view {
 	const char *host;	 /* Host header, or the listener address */
 	const char *user;	 /* X-Trino-User / X-Presto-User, "" if absent */
 	const char *source;
+	const char *client_tags; /* X-Trino-Client-Tags (comma separated), "" if absent */
 	const char *fwd_host;	 /* X-Forwarded-Host, "" if absent */
 	const char *fwd_proto;
 	const char *fwd_port;
@@ -266,6 +267,7 @@ struct sim_query {
 	char slug[SIM_SLUG_BYTES + 1];
 	char user[SIM_USER_MAX_BYTES + 1];
 	char source[SIM_USER_MAX_BYTES + 1];
+	char tags[SIM_USER_MAX_BYTES + 1]; /* client tags, comma separated */
 	uint32_t user_slot[2];	 /* in coord and total maps, SIM_NO_TIMER: none */
 	uint32_t source_slot[2];
 	enum sim_flavour flavour;

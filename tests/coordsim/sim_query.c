@@ -1121,6 +1121,7 @@ sim_post_statement(struct sim_ctx *x)
 	snprintf(q->user, sizeof(q->user), "%s",
 		 r->has_user && r->user[0] != '\0' ? r->user : "anonymous");
 	snprintf(q->source, sizeof(q->source), "%s", r->source);
+	snprintf(q->tags, sizeof(q->tags), "%s", r->client_tags != NULL ? r->client_tags : "");
 	keep = r->body_len < s->opt.query_text_max ? r->body_len : s->opt.query_text_max;
 	q->sql = malloc(keep + 1);
 	if (q->sql != NULL) {
@@ -1395,6 +1396,37 @@ sim_iso_time(uint64_t wall_ms, char *out, size_t out_max)
 		out[0] = '\0';
 }
 
+/* Client tags as Trino's session shows them: a JSON array, blanks around names cut. */
+static void
+sim_tags_json(struct sim_sb *b, const char *tags)
+{
+	const char *p = tags;
+	bool first = true;
+
+	while (*p != '\0') {
+		const char *end = strchr(p, ',');
+		size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+		const char *s = p;
+		size_t len = n;
+
+		while (len > 0 && isspace((unsigned char)*s)) {
+			s++;
+			len--;
+		}
+		while (len > 0 && isspace((unsigned char)s[len - 1]))
+			len--;
+		if (len > 0) {
+			if (!first)
+				sim_sb_str(b, ",");
+			sim_sb_json(b, s, len);
+			first = false;
+		}
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+}
+
 static void
 sim_query_info(struct sim_ctx *x, struct sim_query *q)
 {
@@ -1416,8 +1448,10 @@ sim_query_info(struct sim_ctx *x, struct sim_query *q)
 	sim_sb_json(&b, q->user, strlen(q->user));
 	sim_sb_str(&b, ",\"source\":");
 	sim_sb_json(&b, q->source, strlen(q->source));
+	sim_sb_str(&b, ",\"clientTags\":[");
+	sim_tags_json(&b, q->tags);
 	sim_sb_printf(&b,
-		      "},\"state\":\"%s\",\"memoryPool\":\"general\",\"scheduled\":%s,"
+		      "]},\"state\":\"%s\",\"memoryPool\":\"general\",\"scheduled\":%s,"
 		      "\"self\":\"%s/v1/query/%s\",\"fieldNames\":[\"%s\"],\"query\":",
 		      sim_state_names[q->state], q->state == SIM_Q_QUEUED ? "false" : "true",
 		      x->base, q->id, q->stmt == SIM_STMT_SELECT ? "c0" : "result");

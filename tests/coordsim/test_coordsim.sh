@@ -170,6 +170,11 @@ ID=$(head -n 1 "$TMP/pages" | jq -r .id)
 eq "an empty user header: anonymous" "$(curl -sS "$S_A/v1/query/$ID" | jq -r .session.user)" anonymous
 r=$(curl -sS -X POST --data-binary 'SELECT 2' "$S_A/v1/statement")
 eq "no user header: anonymous" "$(curl -sS "$S_A/v1/query/$(jq -r .id <<<"$r")" | jq -r .session.user)" anonymous
+eq "no client tags: []" "$(curl -sS "$S_A/v1/query/$(jq -r .id <<<"$r")" | jq -c .session.clientTags)" "[]"
+curl -s -X DELETE "$(jq -r .nextUri <<<"$r")" >/dev/null
+r=$(curl -sS -X POST -H 'X-Trino-Client-Tags: hipri, nightly ,' --data-binary 'SELECT 3' "$S_A/v1/statement")
+eq "client tags in the session, as Trino lists them" \
+	"$(curl -sS "$S_A/v1/query/$(jq -r .id <<<"$r")" | jq -c .session.clientTags)" '["hipri","nightly"]'
 curl -s -X DELETE "$(jq -r .nextUri <<<"$r")" >/dev/null
 
 echo "== re-GET of the same token, bad tokens, slugs and ids"
