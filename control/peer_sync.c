@@ -583,6 +583,33 @@ qd_peer_sync_json(const struct qd_daemon *d)
 				  (int)gr->running, "queued", (int)gr->queued, "cluster_running",
 				  (json_int_t)cl_running, "cluster_queued", (json_int_t)cl_queued));
 	}
+	/* per coordinator: ours plus the latest of each alive peer (each counts only the
+	 * queries it routes, so the sum counts every query once) */
+	json_t *coords = json_array();
+	for (unsigned int i = 0; i < c->coords_count; i++) {
+		const struct qd_peer_coord *mine = &c->coords[i];
+		uint64_t running = mine->running;
+		unsigned int up = mine->up, seen = 1;
+		for (unsigned int k = 0; k < c->peers_count; k++) {
+			const struct qd_cluster_peer *p = &c->peers[k];
+			if (p->state != QD_CLUSTER_ALIVE)
+				continue;
+			for (unsigned int j = 0; j < p->coords_count; j++) {
+				if (p->coords[j].ip_be == mine->ip_be && p->coords[j].port == mine->port) {
+					running += p->coords[j].running;
+					up += p->coords[j].up != 0;
+					seen++;
+				}
+			}
+		}
+		char ca[INET_ADDRSTRLEN];
+		ip_str(mine->ip_be, ca, sizeof(ca));
+		json_array_append_new(
+			coords, json_pack("{s:s, s:i, s:b, s:i, s:I, s:i, s:i}", "address", ca, "port",
+					  (int)mine->port, "up_here", mine->up != 0, "running_here",
+					  (int)mine->running, "cluster_running", (json_int_t)running,
+					  "peers_seeing_it_up", (int)up, "peers_reporting", (int)seen));
+	}
 	json_t *vips = json_array();
 	for (unsigned int i = 0; i < c->conf.vips_count; i++) {
 		char v[INET_ADDRSTRLEN];
@@ -601,11 +628,12 @@ qd_peer_sync_json(const struct qd_daemon *d)
 	char boot[20];
 	snprintf(boot, sizeof(boot), "%016" PRIx64, c->conf.boot);
 	return json_pack(
-		"{s:i, s:s, s:i, s:s, s:b, s:i, s:i, s:o, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, "
+		"{s:i, s:s, s:i, s:s, s:b, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, "
 		"s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
 		"self", d->cfg.peer_id, "address", a, "port", d->cfg.peer_listen_port, "boot",
 		boot, "quarantine", c->quarantine, "alive", (int)qd_cluster_alive(c), "configured",
-		(int)c->peers_count, "peers", peers, "groups", groups, "vips", vips, "rejected", rej, "counters",
+		(int)c->peers_count, "peers", peers, "groups", groups, "coordinators", coords, "vips", vips, "rejected", rej,
+		"counters",
 		"sent", (json_int_t)ps->stats.sent, "send_errors", (json_int_t)ps->stats.send_errors,
 		"received", (json_int_t)ps->stats.received, "recv_errors",
 		(json_int_t)ps->stats.recv_errors, "wrong_source", (json_int_t)ps->stats.wrong_source,

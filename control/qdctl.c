@@ -84,7 +84,9 @@ usage(FILE *out)
 		"             (base - granted to others + usable grants of others), our\n"
 		"             RUNNING and QUEUED, the cluster's (ours + alive peers'), and\n"
 		"             per peer what we grant it (OUT) and it grants us (IN); and the\n"
-		"             rejected messages by reason (bad_mac, replayed, stale ...); and\n"
+		"             rejected messages by reason (bad_mac, replayed, stale ...); every\n"
+		"             coordinator with its queries routed here and by the whole\n"
+		"             cluster (ours + alive peers') and how many peers see it up; and\n"
 		"             every virtual IP: its HOME peer, its OWNER now (the home while\n"
 		"             alive, else a survivor), and how this dispatcher holds it\n"
 		"  groups     admission control: every resource group (dotted name) with its\n"
@@ -669,6 +671,17 @@ print_peers(const json_t *d)
 			       num(l, "usable"));
 		}
 		printf("\n");
+	}
+	printf("\n%-22s %8s %8s %11s %10s\n", "COORDINATOR", "UP-HERE", "RUNNING", "CL-RUNNING",
+	       "UP-VOTES");
+	json_array_foreach(json_object_get(d, "coordinators"), i, g) {
+		char addr[40], votes[24];
+		snprintf(addr, sizeof(addr), "%s:%lld", str(g, "address"), num(g, "port"));
+		snprintf(votes, sizeof(votes), "%lld/%lld", num(g, "peers_seeing_it_up"),
+			 num(g, "peers_reporting"));
+		printf("%-22s %8s %8lld %11lld %10s\n", addr,
+		       json_is_true(json_object_get(g, "up_here")) ? "yes" : "no",
+		       num(g, "running_here"), num(g, "cluster_running"), votes);
 	}
 	printf("\n%-16s %5s %6s %9s\n", "VIP", "HOME", "OWNER", "HERE");
 	json_array_foreach(json_object_get(d, "vips"), i, g)

@@ -61,7 +61,7 @@ def run_query(i, args, started, results, lock):
             uri = doc["nextUri"]
             deadline += held(args)
             try:
-                status, new = call("GET", uri)
+                status, new = call("GET", uri, timeout=args.request_timeout)
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as e:
                 if isinstance(e, urllib.error.HTTPError) and e.code not in (502, 503, 504):
                     raise
@@ -89,6 +89,10 @@ def main():
     ap.add_argument("--user", default="adhoc")
     ap.add_argument("--source", default="others")
     ap.add_argument("--retry-s", type=float, default=60, help="give up retrying after this")
+    ap.add_argument("--request-timeout", type=float, default=10,
+                    help="a poll with no answer this long is retried (a request in flight "
+                         "when its dispatcher died gets no answer and no reset: only this "
+                         "timeout tells the client, as the Trino CLI's read timeout does)")
     ap.add_argument("--ids-file", help="write the coordinators' query ids here")
     ap.add_argument("--hold-file", help="send no poll while this file exists")
     ap.add_argument("--expect-canceled-file",

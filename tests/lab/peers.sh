@@ -14,7 +14,10 @@
 # 4. Peer 2 killed (SIGKILL) under load: peer 1 declares it dead (the detection time is
 #    printed, and must be under 1.5 s) and serves peer 2's VIP (timed from the kill,
 #    under 2 s); the maxima hold; peer 2 restarts from its state log, rejoins, leaves its
-#    quarantine and gets its VIP back once peer 1 has drained it; no slot leaks.
+#    quarantine and gets its VIP back once peer 1 has drained it; no slot leaks. Then 3
+#    queries in flight through peer 2 when it is killed all finish with every row: their
+#    client retries, peer 1 (holding the VIP) finds their routes at the coordinators
+#    (discovery), peer 2 comes back with them from its state log.
 # 5. Forged, replayed and garbage datagrams on the control channel are rejected and
 #    counted; the peers stay alive.
 # Lab down finds no sanitizer report. Root only (exit 77 otherwise).
@@ -44,10 +47,14 @@ cleanup_hook() {
 
 step "lab up: 2 peers, 2 coordinators, state logs, resource groups"
 "$LAB" down >/dev/null
-export QD_COORDSIM_ARGS="--client-timeout 2"
+# Clients that fail (a killed peer) stop polling: the simulator abandons their queries
+# (its query.client.timeout, 6 s) before the dispatchers' routes of them go idle (8 s),
+# as production must be set up; 6 s also leaves a retrying client time to fail over
+# (a SYN lost to the dead peer is sent again after 1 s, then 3 s).
+export QD_COORDSIM_ARGS="--client-timeout 6"
 "$LAB" up --peers 2 --coordinators 2 --state --resource-groups "$GROUPS_FILE" \
-	--set route.idle_timeout_s=4 --set admission.client_timeout_ms=4000 \
-	--set peer.orphan_hold_ms=10000 >/dev/null
+	--set route.idle_timeout_s=8 --set admission.client_timeout_ms=4000 \
+	--set peer.orphan_hold_ms=10000 --set route.verify_after_s=2 >/dev/null
 SIM=$(lab_exec sh -c 'echo "${QD_COORDINATORS%%,*}"')
 SOCK1=$(lab_exec sh -c 'echo "${QD_CTL_SOCKETS%%,*}"')
 SOCK2=$(lab_exec sh -c 'echo "${QD_CTL_SOCKETS#*,}"')
@@ -209,6 +216,27 @@ retry 5 sh -c "[ \"\$($QD_BUILD/control/qdctl -s $SOCK1 --json peers | jq -r '.p
 retry 5 sh -c "[ \"\$($QD_BUILD/control/qdctl -s $SOCK2 --json peers | jq -r .quarantine)\" = false ]" ||
 	fail "peer 2 stays in quarantine"
 wait_spread
+check_maxima 0
+settle_both
+
+step "queries in flight through peer 2 survive its crash: clients retry, the survivor finds their routes"
+sim POST /v1/simulator/reset >/dev/null
+lab_exec env QD_URL="http://$VIP2:8080" python3 "$CLIENTS/crash_client.py" --queries 3 --rows 8 \
+	--page-ms 500 --user etl-u --source etl --retry-s 60 --request-timeout 2 \
+	>"$TMP/inflight.out" 2>"$TMP/inflight.err" &
+inflight=$!
+BG_PIDS+=($inflight)
+retry 20 grep -q '^running' "$TMP/inflight.out" || fail "the in-flight queries did not start"
+kill -KILL "$(cat "$LAB_DIR/peer2.pid")"
+sleep 2
+"$LAB" restart --peer 2 >/dev/null
+rc=0
+wait "$inflight" || rc=$?
+tail -1 "$TMP/inflight.out"
+[[ $rc -eq 0 ]] || { cat "$TMP/inflight.err" >&2; fail "in-flight queries did not all finish"; }
+disc=$("$QD_BUILD/control/qdctl" -s "$SOCK1" --json status | jq .totals.reconcile.discovery.found)
+echo "peer 1 found $disc route(s) by discovery"
+[[ $disc -ge 3 ]] || fail "peer 1 discovered $disc routes, not the 3 in flight"
 check_maxima 0
 settle_both
 
