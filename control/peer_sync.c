@@ -256,6 +256,10 @@ qd_peer_sync_open(struct qd_daemon *d, char *err, size_t err_len)
 		qd_cluster_tick(ps->cluster, mono_us());
 		sync_admission(d, true);
 	}
+	if (cfg->state_dir[0] == '\0' && d->admission != NULL)
+		QD_LOG(WARNING, main, "peers without state.dir: after a restart this dispatcher "
+		       "forgets the queries it admitted; until their clients poll again (and it "
+		       "adopts them) the cluster may run more than a group's limit. Set state.dir");
 	d->peer_health.self = cfg->peer_id;
 	d->peer_health.configured = ps->cluster->peers_count;
 	d->peer_health.quarantine = ps->cluster->quarantine;
@@ -553,7 +557,7 @@ qd_peer_sync_json(const struct qd_daemon *d)
 			json_array_append_new(vips, json_string(vb));
 		}
 		json_t *o = json_pack(
-			"{s:i, s:s, s:i, s:s, s:I, s:O, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o, s:o}",
+			"{s:i, s:s, s:i, s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o, s:o}",
 			"id", p->id, "address", a, "port", pc->port, "state",
 			qd_cluster_state_name(p->state), "state_for_ms",
 			(json_int_t)((now - p->state_since_us) / 1000), "last_heard_ms_ago",
