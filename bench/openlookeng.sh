@@ -42,6 +42,9 @@
 #   --record-bytes B  bytes of one running query's record in the store (default
 #                     1024: an assumption, Hazelcast's serialised query state)
 #   --retry-ms R      how often the re-creation looks at waiting queries (default 2)
+#   --preload N       N more running queries of another group in the store in
+#                     every olk run (default 0): a cluster busy elsewhere, so
+#                     every admission reads N more records
 #   --json FILE       results as JSON (default $QD_BUILD/bench/openlookeng.json)
 #   --smoke           CI: 1 round of 1 s, limit 4; checks both arms ran at both
 #                     loads without errors and kept the limit, and that the store
@@ -56,7 +59,7 @@ set -euo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export QD_BUILD=${QD_BUILD:-$src/build}
 lab=$src/scripts/lab
-rounds=3 duration=5 warmup=1 limit=8 service_ms=50 record_bytes=1024 retry_ms=2
+rounds=3 duration=5 warmup=1 limit=8 service_ms=50 record_bytes=1024 retry_ms=2 preload=0
 json_out="" smoke=0 lock=1
 LOCK=/tmp/qd-lab-session.lock
 NGINX_ADDR=10.213.0.2:18083
@@ -75,6 +78,7 @@ while (($# > 0)); do
 	--service-ms) service_ms=${2:?}; [[ $service_ms =~ ^[0-9]+$ ]] || die "--service-ms: milliseconds"; shift 2 ;;
 	--record-bytes) record_bytes=${2:?}; [[ $record_bytes =~ ^[0-9]+$ ]] || die "--record-bytes: a count"; shift 2 ;;
 	--retry-ms) retry_ms=${2:?}; [[ $retry_ms =~ ^[1-9][0-9]*$ ]] || die "--retry-ms: milliseconds"; shift 2 ;;
+	--preload) preload=${2:?}; [[ $preload =~ ^[0-9]+$ ]] || die "--preload: a count"; shift 2 ;;
 	--json) json_out=${2:?--json needs a file}; shift 2 ;;
 	--smoke) smoke=1 rounds=1 duration=1 warmup=0.2 limit=4; shift ;;
 	--no-lock) lock=0; shift ;;
@@ -222,7 +226,8 @@ s.sendall(sys.argv[2].encode()+b"\n"); print(s.makefile().readline().strip())' "
 group_counters() { "$lab" exec -- qdctl --json groups | jq -c '.groups[] | select(.name == "bench.limited") | .counters'; }
 
 echo "openlookeng: limit $limit; loads over ($over clients, 10x) and under ($under); queries of" \
-	"${service_ms} ms; $rounds round(s) of ${duration} s; store records of $record_bytes bytes" >&2
+	"${service_ms} ms; $rounds round(s) of ${duration} s; store records of $record_bytes bytes;" \
+	"$preload other running" >&2
 : >"$work/runs.jsonl"
 for ((r = 1; r <= rounds; r++)); do
 	for load in over under; do
@@ -232,7 +237,10 @@ for ((r = 1; r <= rounds; r++)); do
 			url=$QD_URL simurl=$lab_sim
 			[[ $arm == olk ]] && url=$olk_url simurl=$olk_sim
 			sim POST "$simurl" /v1/simulator/reset >/dev/null
-			[[ $arm == olk ]] && store RESET >/dev/null
+			if [[ $arm == olk ]]; then
+				store RESET >/dev/null
+				((preload == 0)) || store "PRELOAD $preload other" >/dev/null
+			fi
 			before=$(group_counters)
 			f=$work/$arm-$load-$r.json
 			rc=0
@@ -272,12 +280,12 @@ for ((r = 1; r <= rounds; r++)); do
 done
 
 jq -s --argjson limit "$limit" --argjson ms "$service_ms" --argjson rb "$record_bytes" \
-	--argjson retry "$retry_ms" --argjson over "$over" --argjson under "$under" '
+	--argjson retry "$retry_ms" --argjson preload "$preload" --argjson over "$over" --argjson under "$under" '
 	def median: sort | if length == 0 then null
 		else (if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end) end;
 	def spread: {median: median, min: min, max: max};
 	. as $runs
-	| {config: {limit: $limit, service_ms: $ms, record_bytes: $rb, retry_ms: $retry,
+	| {config: {limit: $limit, service_ms: $ms, record_bytes: $rb, retry_ms: $retry, preload: $preload,
 		clients: {over: $over, under: $under}},
 	   runs: $runs,
 	   summary: ([("over", "under") as $l | {key: $l, value: (
