@@ -263,6 +263,17 @@ sim_usage(FILE *out)
 		"      --forwarded MODE     X-Forwarded-* headers: reject (406, like a stock\n"
 		"                           Trino; default), ignore, or accept (build the\n"
 		"                           URIs from X-Forwarded-Proto/Host/Port)\n"
+		"      --admission-store ADDR:PORT  admit queries as openLooKeng before 1.3\n"
+		"                           did in HA mode (a re-creation, for benchmarks):\n"
+		"                           every submission takes the global lock of the\n"
+		"                           state store at ADDR:PORT (bench/olk_store.py),\n"
+		"                           reads every running query's record, admits what\n"
+		"                           fits its source's limit and unlocks; the rest\n"
+		"                           wait, shown as QUEUED and not counted as running\n"
+		"      --admission-limit N  running queries per source (default 1)\n"
+		"      --admission-retry-ms MS  waiting queries are tried again this often\n"
+		"                           and after every query's end (default 2)\n"
+		"      --admission-lock-wait-ms MS  the lock's tryLock wait (default 10000)\n"
 		"  -s, --seed N             seed of the id suffixes and slugs (default: time)\n"
 		"  -e, --environment NAME   \"environment\" in /v1/info (default lab)\n"
 		"  -v, --verbose            log every request\n"
@@ -335,6 +346,10 @@ enum {
 	SIM_OPT_QUERY_TEXT,
 	SIM_OPT_STATUS_MEMORY,
 	SIM_OPT_FORWARDED,
+	SIM_OPT_STORE,
+	SIM_OPT_STORE_LIMIT,
+	SIM_OPT_STORE_RETRY,
+	SIM_OPT_STORE_LOCK_WAIT,
 };
 
 /* A numeric option: parse or explain. */
@@ -366,6 +381,10 @@ sim_parse_options(int argc, char **argv, struct sim_options *opt)
 		{"query-text-max", required_argument, NULL, SIM_OPT_QUERY_TEXT},
 		{"status-memory", required_argument, NULL, SIM_OPT_STATUS_MEMORY},
 		{"forwarded", required_argument, NULL, SIM_OPT_FORWARDED},
+		{"admission-store", required_argument, NULL, SIM_OPT_STORE},
+		{"admission-limit", required_argument, NULL, SIM_OPT_STORE_LIMIT},
+		{"admission-retry-ms", required_argument, NULL, SIM_OPT_STORE_RETRY},
+		{"admission-lock-wait-ms", required_argument, NULL, SIM_OPT_STORE_LOCK_WAIT},
 		{"seed", required_argument, NULL, 's'},
 		{"environment", required_argument, NULL, 'e'},
 		{"verbose", no_argument, NULL, 'v'},
@@ -389,6 +408,9 @@ sim_parse_options(int argc, char **argv, struct sim_options *opt)
 	opt->query_text_max = SIM_QUERY_TEXT_DEFAULT;
 	opt->status_memory = SIM_STATUS_MEMORY_DEFAULT;
 	opt->forwarded = SIM_FWD_REJECT;
+	opt->store_limit = 1;
+	opt->store_retry_ms = 2;
+	opt->store_lock_wait_ms = 10000;
 	snprintf(opt->environment, sizeof(opt->environment), "lab");
 
 	while ((ch = getopt_long(argc, argv, "l:c:r:i:q:H:t:p:s:e:vVh", longopts, NULL)) != -1) {
@@ -449,6 +471,22 @@ sim_parse_options(int argc, char **argv, struct sim_options *opt)
 				sim_log("--forwarded %s: expected reject, ignore or accept", optarg);
 				return -EINVAL;
 			}
+			break;
+		case SIM_OPT_STORE:
+			if (sim_parse_endpoint(optarg, &opt->store) != 0) {
+				sim_log("--admission-store %s: expected IPV4:PORT", optarg);
+				return -EINVAL;
+			}
+			opt->store_set = true;
+			break;
+		case SIM_OPT_STORE_LIMIT:
+			SIM_OPT_U32("admission-limit", store_limit, 1, 1000000);
+			break;
+		case SIM_OPT_STORE_RETRY:
+			SIM_OPT_U32("admission-retry-ms", store_retry_ms, 1, 60000);
+			break;
+		case SIM_OPT_STORE_LOCK_WAIT:
+			SIM_OPT_U32("admission-lock-wait-ms", store_lock_wait_ms, 1, 600000);
 			break;
 		case 's':
 			if (sim_parse_u64(optarg, 0, UINT64_MAX, &opt->seed) != 0) {
@@ -1465,9 +1503,11 @@ static int
 sim_init(struct sim *s)
 {
 	uint32_t i;
+	int rc;
 
 	s->epoll_fd = -1;
 	s->signal_fd = -1;
+	s->store.fd = -1;
 	for (i = 0; i < SIM_LISTEN_MAX; i++)
 		s->coords[i].listen_fd = -1;
 	s->start_ms = sim_clock_ms();
@@ -1535,6 +1575,11 @@ sim_init(struct sim *s)
 	for (i = 0; i < s->opt.listen_count; i++)
 		if (sim_listen_one(s, i) != 0)
 			return -EIO;
+	rc = sim_store_open(s);
+	if (rc != 0) {
+		sim_log("--admission-store: cannot connect: %s", strerror(-rc));
+		return -EIO;
+	}
 	return 0;
 }
 
@@ -1553,6 +1598,7 @@ sim_fini(struct sim *s)
 		close(s->signal_fd);
 	if (s->epoll_fd >= 0)
 		close(s->epoll_fd);
+	sim_store_close(s);
 	sim_queries_fini(s);
 	free(s->conns);
 	free(s->bodies);
@@ -1617,6 +1663,15 @@ sim_run(struct sim *s)
 			else if (next - now < (uint64_t)timeout)
 				timeout = (int)(next - now);
 		}
+		if (s->opt.store_set && s->store.wait_head != SIM_NO_TIMER && timeout > 0) {
+			/* queries wait for the store: wake for its next pass */
+			uint64_t now = sim_clock_ms();
+
+			if (s->store.next_pass_ms <= now)
+				timeout = 0;
+			else if (s->store.next_pass_ms - now < (uint64_t)timeout)
+				timeout = (int)(s->store.next_pass_ms - now);
+		}
 		n = epoll_wait(s->epoll_fd, events, SIM_EVENTS_MAX, timeout);
 		if (n < 0 && errno != EINTR) {
 			sim_log("epoll_wait: %s", strerror(errno));
@@ -1641,6 +1696,7 @@ sim_run(struct sim *s)
 			}
 		}
 		timers_left = sim_run_timers(s);
+		sim_store_tick(s);
 		if (s->now_ms - last_sweep_ms >= SIM_TICK_MS) {
 			sim_sweep_idle(s);
 			last_sweep_ms = s->now_ms;

@@ -180,6 +180,7 @@ struct sim_counters {
 	uint64_t running_now;	 /* from POST to a final state */
 	uint64_t max_running;
 	uint64_t queued_now;	 /* in state QUEUED */
+	uint64_t waiting_now;	 /* waiting for the state store's admission (not running) */
 	struct sim_name_map by_user;
 	struct sim_name_map by_source;
 };
@@ -273,6 +274,10 @@ struct sim_query {
 	enum sim_flavour flavour;
 	enum sim_qstate state;
 	bool counted;		 /* counted in running_now (all but fail=submit) */
+	bool store_wait;	 /* --admission-store: not admitted yet (in waiting_now) */
+	bool store_put;		 /* its record is in the store (REMOVE it at the end) */
+	uint32_t wait_prev;	 /* list of store_wait queries, oldest first */
+	uint32_t wait_next;
 	enum sim_stmt stmt;
 	char stmt_arg[192];	 /* USE catalog.schema / SET SESSION k=v argument */
 	char *sql;		 /* first --query-text-max bytes of the statement */
@@ -316,6 +321,37 @@ struct sim_options {
 	enum sim_forwarded forwarded;
 	char environment[64];
 	bool verbose;
+	/* --admission-store: the openLooKeng (pre-1.3) HA admission (sim_store.c) */
+	bool store_set;
+	struct sockaddr_in store;
+	uint32_t store_limit;	 /* running queries per source (resource group) */
+	uint32_t store_retry_ms; /* how often waiting queries are looked at again */
+	uint32_t store_lock_wait_ms; /* the lock's tryLock wait */
+};
+
+/* The state store client: one blocking connection, a small read buffer. */
+#define SIM_STORE_RBUF_BYTES 65536
+#define SIM_STORE_GROUPS_MAX 32	 /* distinct waiting sources looked at per pass */
+struct sim_store {
+	int fd;			 /* -1: not connected */
+	char rbuf[SIM_STORE_RBUF_BYTES];
+	size_t rpos;
+	size_t rlen;
+	uint32_t wait_head;	 /* store_wait queries, oldest first */
+	uint32_t wait_tail;
+	uint64_t next_pass_ms;	 /* waiting queries are looked at again then */
+	struct {
+		uint64_t passes;	 /* lock round trips (submissions and retries) */
+		uint64_t admitted;
+		uint64_t refused;	 /* a pass that left a query waiting */
+		uint64_t lock_timeouts;
+		uint64_t errors;	 /* I/O or protocol errors (the connection is redone) */
+		uint64_t records_read;
+		uint64_t bytes_read;
+		uint64_t removes;
+		uint64_t pass_us_total;
+		uint64_t pass_us_max;
+	} c;
 };
 
 /* A remembered statement text for status=NNN status_count=N. */
@@ -350,6 +386,7 @@ struct sim {
 	uint32_t hist_tail;
 	struct sim_status_memo *status_memo;
 	struct sim_counters total;
+	struct sim_store store;
 	/* deadlines */
 	struct sim_timer **heap;
 	uint32_t heap_len;
@@ -383,6 +420,22 @@ void sim_query_timer(struct sim *s, uint32_t slot);
 void sim_coord_forget(struct sim *s, unsigned int coord);
 /* Parse the directives of <sql>; exposed for the tests. */
 void sim_parse_directives(const char *sql, size_t len, struct sim_directives *d);
+
+/* The state store admitted <q> (sim_store.c calls it): it starts running. */
+void sim_query_admitted(struct sim *s, struct sim_query *q);
+
+/* sim_store.c: the openLooKeng (pre-1.3) HA admission path, --admission-store */
+int sim_store_open(struct sim *s);
+void sim_store_close(struct sim *s);
+/* One admission round trip: lock, every running query's record, admit the
+ * waiting queries that fit their source's limit (oldest first), unlock. */
+void sim_store_pass(struct sim *s);
+/* sim_store_pass() if queries wait and the retry interval is over. */
+void sim_store_tick(struct sim *s);
+/* <q> ended: remove its record. */
+void sim_store_remove(struct sim *s, struct sim_query *q);
+/* The "store" object of /v1/simulator/stats (without the key). */
+void sim_store_stats(struct sim *s, struct sim_sb *b);
 
 /* coordsim.c: kill and revive listeners, for the /v1/simulator endpoints */
 int sim_coord_find(struct sim *s, const char *ip_port);

@@ -226,6 +226,51 @@ sim_queued_add(struct sim *s, unsigned int coord, int delta)
 	}
 }
 
+/* --admission-store: <q> starts or stops waiting for the store's admission
+ * (not running meanwhile; in waiting_now and the store's list, oldest first). */
+static void
+sim_wait_add(struct sim *s, struct sim_query *q)
+{
+	uint32_t slot = (uint32_t)(q - s->queries);
+	int w;
+
+	assert(!q->store_wait);
+	q->store_wait = true;
+	q->wait_next = SIM_NIL;
+	q->wait_prev = s->store.wait_tail;
+	if (s->store.wait_tail != SIM_NIL)
+		s->queries[s->store.wait_tail].wait_next = slot;
+	else
+		s->store.wait_head = slot;
+	s->store.wait_tail = slot;
+	for (w = 0; w < 2; w++)
+		sim_ctr(s, q->coord, w)->waiting_now++;
+}
+
+static void
+sim_wait_remove(struct sim *s, struct sim_query *q)
+{
+	int w;
+
+	assert(q->store_wait);
+	if (q->wait_prev != SIM_NIL)
+		s->queries[q->wait_prev].wait_next = q->wait_next;
+	else
+		s->store.wait_head = q->wait_next;
+	if (q->wait_next != SIM_NIL)
+		s->queries[q->wait_next].wait_prev = q->wait_prev;
+	else
+		s->store.wait_tail = q->wait_prev;
+	q->wait_prev = q->wait_next = SIM_NIL;
+	q->store_wait = false;
+	for (w = 0; w < 2; w++) {
+		struct sim_counters *c = sim_ctr(s, q->coord, w);
+
+		assert(c->waiting_now > 0);
+		c->waiting_now--;
+	}
+}
+
 #define SIM_COUNT(s, coord, field)                                                       \
 	do {                                                                             \
 		(s)->coords[(coord)].c.field++;                                          \
@@ -342,6 +387,7 @@ sim_query_free(struct sim *s, struct sim_query *q)
 	uint32_t slot = sim_slot_of(s, q);
 	uint32_t *link = &s->id_hash[sim_id_bucket(s, q->id, SIM_QUERY_ID_BYTES)];
 
+	assert(!q->store_wait && !q->store_put);
 	while (*link != slot) {
 		assert(*link != SIM_NIL);
 		link = &s->queries[*link].hash_next;
@@ -393,6 +439,14 @@ sim_query_end(struct sim *s, struct sim_query *q, enum sim_qstate st)
 	if (q->counted)
 		sim_running_dec(s, q);
 	q->counted = false;
+	if (q->store_wait)
+		sim_wait_remove(s, q);
+	if (q->store_put) {
+		/* its record leaves the store; a waiting query may fit now (the main
+		 * loop's sim_store_tick runs the pass: never inside another pass) */
+		sim_store_remove(s, q);
+		s->store.next_pass_ms = s->now_ms;
+	}
 	switch (st) {
 	case SIM_Q_FINISHED:
 		SIM_COUNT(s, q->coord, finished);
@@ -440,6 +494,7 @@ sim_query_advance(struct sim *s, struct sim_query *q)
 		return;
 	}
 	if (q->state == SIM_Q_QUEUED && s->now_ms >= q->dispatched_ms) {
+		assert(!q->store_wait);
 		if (q->d.fail == SIM_FAIL_QUEUED) {
 			sim_query_end(s, q, SIM_Q_FAILED);
 			return;
@@ -472,6 +527,19 @@ sim_query_timer(struct sim *s, uint32_t slot)
 }
 
 void
+sim_query_admitted(struct sim *s, struct sim_query *q)
+{
+	assert(q->used && q->store_wait && q->state == SIM_Q_QUEUED && !q->counted);
+	sim_wait_remove(s, q);
+	q->counted = true;
+	sim_running_inc(s, q);
+	/* queue_ms counts from the admission */
+	q->dispatched_ms = s->now_ms + q->d.queue_ms;
+	sim_query_advance(s, q);
+	sim_query_schedule(s, q);
+}
+
+void
 sim_coord_forget(struct sim *s, unsigned int coord)
 {
 	uint32_t i;
@@ -487,6 +555,9 @@ sim_coord_forget(struct sim *s, unsigned int coord)
 			if (q->counted)
 				sim_running_dec(s, q);
 			q->counted = false;
+			if (q->store_wait)
+				sim_wait_remove(s, q);
+			sim_store_remove(s, q);
 			SIM_COUNT(s, coord, lost);
 		}
 		sim_query_free(s, q);
@@ -1116,6 +1187,8 @@ sim_post_statement(struct sim_ctx *x)
 	q->pages_total = d.rows == 0 ? 0 : (d.rows - 1) / d.page_rows + 1;
 	q->pages_served = 0;
 	q->hist_prev = q->hist_next = SIM_NIL;
+	q->wait_prev = q->wait_next = SIM_NIL;
+	q->store_wait = q->store_put = false;
 	q->user_slot[0] = q->user_slot[1] = SIM_NIL;
 	q->source_slot[0] = q->source_slot[1] = SIM_NIL;
 	snprintf(q->user, sizeof(q->user), "%s",
@@ -1158,10 +1231,20 @@ sim_post_statement(struct sim_ctx *x)
 		pg.next_kind = SIM_URI_NONE;
 	} else {
 		q->state = SIM_Q_QUEUED;
-		q->counted = true;
-		sim_running_inc(s, q);
 		sim_queued_add(s, coord, 1);
-		sim_query_schedule(s, q);
+		if (s->opt.store_set) {
+			/* openLooKeng before 1.3: admitted by the state store, under its
+			 * global lock; the POST is answered after that round trip */
+			q->counted = false;
+			q->dispatched_ms = UINT64_MAX;
+			sim_wait_add(s, q);
+			sim_query_schedule(s, q);
+			sim_store_pass(s);
+		} else {
+			q->counted = true;
+			sim_running_inc(s, q);
+			sim_query_schedule(s, q);
+		}
 		pg.state = SIM_Q_QUEUED;
 		pg.next_kind = SIM_URI_QUEUED;
 		pg.next_token = 1;
@@ -1275,6 +1358,8 @@ sim_next_page(struct sim_ctx *x, struct sim_query *q, const struct sim_stmt_uri 
 	struct sim_page pg;
 	uint64_t wait_until = 0;
 
+	if (q->store_wait)
+		sim_store_tick(s); /* may admit it */
 	memset(&pg, 0, sizeof(pg));
 	pg.kind = u->kind;
 	pg.token = u->token;
@@ -1286,7 +1371,8 @@ sim_next_page(struct sim_ctx *x, struct sim_query *q, const struct sim_stmt_uri 
 		pg.columns = q->state == SIM_Q_FINISHED;
 	} else if (u->kind == SIM_URI_QUEUED) {
 		if (q->state == SIM_Q_QUEUED) {
-			wait_until = q->dispatched_ms;
+			/* waiting for the store: until its next pass */
+			wait_until = q->store_wait ? s->store.next_pass_ms : q->dispatched_ms;
 			pg.state = SIM_Q_QUEUED;
 			pg.next_kind = SIM_URI_QUEUED;
 		} else {
@@ -1562,7 +1648,8 @@ static void
 sim_cluster(struct sim_ctx *x)
 {
 	const struct sim_counters *c = &x->s->coords[x->r->coord].c;
-	uint64_t running = c->running_now - c->queued_now;
+	/* queries waiting for the store's admission are queued but not running */
+	uint64_t running = c->running_now - (c->queued_now - c->waiting_now);
 	struct sim_sb b;
 
 	sim_sb_init(&b, 4096);
@@ -1603,10 +1690,11 @@ sim_stats_counters(struct sim_sb *b, const struct sim_counters *c)
 		      ",\"failed\":%" PRIu64 ",\"canceled\":%" PRIu64 ",\"abandoned\":%" PRIu64
 		      ",\"deletes\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"lost\":%" PRIu64
 		      ",\"running_now\":%" PRIu64 ",\"queued_now\":%" PRIu64
+		      ",\"waiting_now\":%" PRIu64
 		      ",\"max_running\":%" PRIu64 ",\"max_running_by_user\":",
 		      c->posts, c->submitted, c->finished, c->failed, c->canceled, c->abandoned,
 		      c->deletes, c->rejected, c->lost, c->running_now, c->queued_now,
-		      c->max_running);
+		      c->waiting_now, c->max_running);
 	sim_stats_map(b, &c->by_user);
 	sim_sb_str(b, ",\"max_running_by_source\":");
 	sim_stats_map(b, &c->by_source);
@@ -1637,6 +1725,13 @@ sim_sim_stats(struct sim_ctx *x)
 		      ",\"idle_closed\":%" PRIu64 ",\"requests\":%" PRIu64 "}}",
 		      s->live_queries, s->hist_count, s->query_slots, s->io.conns_accepted,
 		      s->io.conns_refused, s->io.conns_idle_closed, s->io.requests);
+	if (s->opt.store_set) {
+		/* replace the closing brace: one more member */
+		b.len--;
+		sim_sb_str(&b, ",\"store\":");
+		sim_store_stats(s, &b);
+		sim_sb_str(&b, "}");
+	}
 	x->resp->status = 200;
 	sim_resp_body(x->resp, &b, b.len, 0, 0, 0);
 }
@@ -1704,6 +1799,7 @@ sim_simulator(struct sim_ctx *x, const char *what)
 		sim_counters_reset(&s->total);
 		for (i = 0; i < s->opt.listen_count; i++)
 			sim_counters_reset(&s->coords[i].c);
+		memset(&s->store.c, 0, sizeof(s->store.c));
 		sim_sim_ok(x, "reset", NULL);
 		return;
 	}

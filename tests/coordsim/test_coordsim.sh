@@ -415,6 +415,110 @@ eq "after 3 more finished queries (--history 2) the oldest is forgotten" \
 	"$(status_of "$T_A/v1/query/$old")" 404
 eq "the newest is kept" "$(status_of "$T_A/v1/query/$(jq -r .id "$TMP/last")")" 200
 
+echo "== admission store (--admission-store: the openLooKeng re-creation)"
+STORE_PY=${QD_OLK_STORE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/bench/olk_store.py}
+if ! command -v python3 >/dev/null || [[ ! -r $STORE_PY ]]; then
+	bad "python3 and $STORE_PY are needed for the admission store checks"
+else
+	# store_cmd LINE...: send lines to the store, print its answers
+	store_cmd() {
+		python3 - "$STORE_PORT" "$@" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+f = s.makefile("rb")
+for line in sys.argv[2:]:
+    s.sendall(line.encode() + b"\n")
+    print(f.readline().decode().strip())
+PY
+	}
+	for try in 1 2 3 4 5; do
+		STORE_PORT=$((20000 + RANDOM % 30000))
+		python3 "$STORE_PY" --listen "127.0.0.1:$STORE_PORT" --record-bytes 300 2>"$TMP/store.log" &
+		STORE_PID=$!
+		for i in $(seq 40); do store_cmd STATS >/dev/null 2>&1 && break; sleep 0.05; done
+		store_cmd STATS >/dev/null 2>&1 && break
+		kill "$STORE_PID" 2>/dev/null; wait "$STORE_PID" 2>/dev/null
+	done
+	PIDS+=("$STORE_PID")
+	start_sim A --admission-store "127.0.0.1:$STORE_PORT" --admission-limit 2 \
+		--admission-retry-ms 2 --admission-lock-wait-ms 300
+	astats() { curl -sS "$A_A/v1/simulator/stats"; }
+	for i in 1 2 3; do
+		post "$A_A" 'SELECT 1 /* sim: run_ms=300 */' -H 'X-Trino-Source: etl' >"$TMP/aq$i"
+	done
+	eq "3 POSTs, limit 2: 2 run, 1 waits (queued, not running)" \
+		"$(astats | jq -c '.total | [.running_now, .waiting_now, .queued_now, .max_running_by_source.etl]')" "[2,1,1,2]"
+	# 3 submissions, then a retry every 2 ms while one waits
+	eq "the store holds the 2 records" "$(store_cmd STATS | jq -c '[.records_now, .locks >= 3, .puts]')" "[2,true,2]"
+	eq "a waiting query's page: QUEUED" \
+		"$(curl -sS "$(jq -r .nextUri "$TMP/aq3")" | jq -r .stats.state)" QUEUED
+	eq "/v1/cluster: 2 running, 1 queued" \
+		"$(curl -sS "$A_A/v1/cluster" | jq -c '[.runningQueries, .queuedQueries]')" "[2,1]"
+	post "$A_A" 'SELECT 1 /* sim: run_ms=300 */' -H 'X-Trino-Source: adhoc' >"$TMP/aq4"
+	eq "another source (group) is admitted while etl is full" \
+		"$(astats | jq -c '[.total.running_now, .total.waiting_now, .total.max_running_by_source.adhoc]')" "[3,1,1]"
+	r=$(post "$A_A" 'SELECT 1' -H 'X-Trino-Source: etl')
+	curl -s -X DELETE "$(jq -r .nextUri <<<"$r")" >/dev/null
+	eq "a waiting query canceled: no longer waiting, counted canceled" \
+		"$(astats | jq -c '[.total.waiting_now, .total.canceled]')" "[1,1]"
+	# q1 ends: its record goes, and the waiting q3 is admitted at the next pass
+	next=$(jq -r .nextUri "$TMP/aq1")
+	while [[ -n $next ]]; do next=$(curl -sS "$next" | jq -r '.nextUri // empty'); done
+	next=$(jq -r .nextUri "$TMP/aq3") state=QUEUED n=0
+	while [[ $state == QUEUED && $n -lt 50 ]]; do
+		page=$(curl -sS "$next")
+		state=$(jq -r .stats.state <<<"$page")
+		next=$(jq -r '.nextUri // empty' <<<"$page")
+		n=$((n + 1))
+	done
+	eq "after a query of etl ends the waiting one runs" "$state" RUNNING
+	eq "etl never ran more than its limit; nothing waits" \
+		"$(astats | jq -c '[.total.max_running_by_source.etl, .total.waiting_now]')" "[2,0]"
+	eq "the finished query's record left the store" \
+		"$(store_cmd STATS | jq -c '[.records_now, .removes]')" "[3,1]"
+	check "submitted = finished + failed + canceled + abandoned + lost + running + waiting" \
+		bash -c "curl -sS '$A_A/v1/simulator/stats' | jq -e '.total | .submitted == .finished + .failed + .canceled + .abandoned + .lost + .running_now + .waiting_now' >/dev/null"
+	check "the simulator read every running record under the lock" \
+		bash -c "curl -sS '$A_A/v1/simulator/stats' | jq -e '.store | .passes >= 5 and .records_read >= 4 and .bytes_read == .records_read * 300 and .errors == 0' >/dev/null"
+	# someone else holds the lock: the submission's tryLock (300 ms) fails, the
+	# query waits; once the lock is free a later pass admits it
+	python3 - "$STORE_PORT" "$TMP/locked" <<'PY' &
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"LOCK 1000\n")
+s.recv(16)
+open(sys.argv[2], "w").close()
+time.sleep(0.8)
+s.sendall(b"UNLOCK\n")
+s.recv(16)
+PY
+	holder=$!
+	for i in $(seq 40); do [[ -e $TMP/locked ]] && break; sleep 0.05; done
+	t=$(curl -sS -o "$TMP/aq5" -w '%{time_total}' -H 'X-Trino-Source: bi' \
+		--data-binary 'SELECT 1' "$A_A/v1/statement")
+	check "a POST while the lock is held waits the tryLock time (${t}s)" \
+		awk -v t="$t" 'BEGIN { exit !(t >= 0.25 && t < 0.8) }'
+	# (the retry passes that follow block the simulator too until the lock is free)
+	eq "the lock timed out" "$(astats | jq -c '.store.lock_timeouts >= 1')" true
+	wait "$holder"
+	next=$(jq -r .nextUri "$TMP/aq5") state=QUEUED n=0
+	while [[ $state == QUEUED && $n -lt 50 ]]; do
+		page=$(curl -sS "$next")
+		state=$(jq -r .stats.state <<<"$page")
+		next=$(jq -r '.nextUri // empty' <<<"$page")
+		n=$((n + 1))
+	done
+	check "once the lock is free it is admitted (state $state)" test "$state" = RUNNING -o "$state" = FINISHED
+	eq "the store saw the lock wait" "$(store_cmd STATS | jq '.lock_waits >= 1')" true
+	kill -TERM "$A_PID"
+	wait "$A_PID"
+	eq "simulator A exits 0 on SIGTERM" "$?" 0
+	check "simulator A logged no sanitizer report or store error" \
+		bash -c "! grep -Eq 'Sanitizer|runtime error|admission store' '$TMP/A.log'"
+	kill "$STORE_PID" 2>/dev/null
+	wait "$STORE_PID" 2>/dev/null
+fi
+
 echo "== options"
 check "--help" bash -c "'$SIM_BIN' --help | grep -q -- --client-timeout"
 check "a bad option exits 2" bash -c "'$SIM_BIN' --listen 127.0.0.1:1 --long-poll-ms x 2>/dev/null; test \$? -eq 2"
