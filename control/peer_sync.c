@@ -405,8 +405,13 @@ sync_vips(struct qd_daemon *d, uint64_t now_us)
 {
 	struct qd_peer_sync *ps = d->peers;
 	struct qd_cluster *c = ps->cluster;
+	uint64_t now_ms = qd_daemon_now_ms();
 	for (unsigned int i = 0; i < c->conf.vips_count; i++) {
 		uint32_t ip = c->conf.vip_ip_be[i];
+		if (ps->adopt_until_ms[i] != 0 && now_ms >= ps->adopt_until_ms[i]) {
+			(void)qd_vip_set_adopt(&d->iface.vips, ip, false);
+			ps->adopt_until_ms[i] = 0;
+		}
 		enum qd_vip_state vs = QD_VIP_ABSENT;
 		(void)qd_vip_lookup(&d->iface.vips, ip, &vs);
 		qd_cluster_vip_set(c, i, (enum qd_cluster_vip_state)vs);
@@ -428,6 +433,11 @@ sync_vips(struct qd_daemon *d, uint64_t now_us)
 			if (rc == 0 && changed)
 				QD_LOG(NOTICE, main, "peers: vip %s is ours now (its home is peer %u)", a,
 				       c->conf.vip_home[i]);
+			/* its dead holder's keep-alive connections: their next request reaches
+			 * us mid-stream; take them over for a while (tcp.h, adoption) */
+			if (rc == 0 && changed && c->conf.vip_home[i] != c->conf.self &&
+			    d->cfg.peer_adopt_s > 0 && qd_vip_set_adopt(&d->iface.vips, ip, true) == 0)
+				ps->adopt_until_ms[i] = qd_daemon_now_ms() + d->cfg.peer_adopt_s * 1000ull;
 		} else {
 			rc = qd_daemon_vip_release(d, ip, d->cfg.peer_vip_drain_ms, &changed, why,
 						   sizeof(why));

@@ -39,6 +39,7 @@ struct qd_peer_sync {
 	struct qd_peer_sync_stats stats;
 	uint64_t vip_probe_ms[QD_CLUSTER_VIPS_MAX]; /* ARP probe before a takeover: sent at */
 	bool vip_probe_logged[QD_CLUSTER_VIPS_MAX];
+	uint64_t adopt_until_ms[QD_CLUSTER_VIPS_MAX]; /* adopting a dead peer's connections */
 	uint64_t last_groups_epoch;
 	struct qd_peer_msg msg;              /* scratch: large, kept off the stack */
 	uint8_t buf[QD_PEER_MSG_MAX];

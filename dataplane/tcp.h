@@ -70,6 +70,7 @@ enum qd_tcp_close_reason {
 
 #define QD_TCP_COUNTERS(X)                                                                \
 	X(segs_in)                                                                        \
+	X(adopted)                                                                        \
 	X(segs_out)                                                                       \
 	X(bytes_in)                                                                       \
 	X(bytes_out)                                                                      \
@@ -251,6 +252,16 @@ const char *qd_tcp_state_name(enum qd_tcp_state st);
 typedef int (*qd_tcp_acct_fn)(void *ctx, uint32_t local_ip_be);
 void qd_tcp_set_accounting(struct qd_tcp_stack *s, qd_tcp_acct_fn classify, void *ctx,
 			   uint32_t *counts, unsigned int slots);
+
+/* Connection adoption after a VIP takeover: a data segment (ACK, payload, no SYN, FIN or
+ * RST) of an unknown 4-tuple to a listening port, on a local address for which <ok>
+ * answers true, becomes an ESTABLISHED connection as if we had accepted it: the client's
+ * seq and ack numbers are taken as they are, its timestamps echoed, our windows scaled as
+ * every peer's stack scales them, its window taken unscaled (we cannot know its shift).
+ * The payload is then the first data of the connection (a new request on a keep-alive
+ * connection whose dispatcher died). Counted in `adopted`. */
+typedef bool (*qd_tcp_adopt_fn)(void *ctx, uint32_t local_ip_be);
+void qd_tcp_set_adoption(struct qd_tcp_stack *s, qd_tcp_adopt_fn ok, void *ctx);
 
 /* Counters and connections per state (reader side: relaxed loads). */
 void qd_tcp_stack_read(const struct qd_tcp_stack *s, struct qd_tcp_counters *out,

@@ -176,6 +176,13 @@ acct_update(struct qd_tcp_conn *c, enum qd_tcp_state st)
 }
 
 void
+qd_tcp_set_adoption(struct qd_tcp_stack *s, qd_tcp_adopt_fn ok, void *ctx)
+{
+	s->adopt_ok = ok;
+	s->adopt_ctx = ctx;
+}
+
+void
 qd_tcp_set_accounting(struct qd_tcp_stack *s, qd_tcp_acct_fn classify, void *ctx,
 		      uint32_t *counts, unsigned int slots)
 {

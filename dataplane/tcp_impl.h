@@ -187,6 +187,8 @@ struct qd_tcp_stack {
 	struct qd_tcp_conn *wheel[QD_TCP_WHEEL_SLOTS];
 	struct qd_tcp_counters counters;
 	/* Live passive connections by local address (qd_tcp_set_accounting). */
+	qd_tcp_adopt_fn adopt_ok;
+	void *adopt_ctx;
 	qd_tcp_acct_fn acct_classify;
 	void *acct_ctx;
 	uint32_t *acct_counts;

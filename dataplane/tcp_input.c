@@ -249,6 +249,64 @@ cookie_open(struct qd_tcp_stack *s, struct qd_tcp_listener *l, const struct qd_t
 	return c;
 }
 
+/* A data segment of a connection another dispatcher had (its VIP is ours now): take the
+ * connection over where the client stands (tcp.h, qd_tcp_set_adoption). The client's
+ * ack is exactly what it received in order (it sends a new request only after the whole
+ * previous response), so our bytes continue its stream. */
+static struct qd_tcp_conn *
+adopt_open(struct qd_tcp_stack *s, struct qd_tcp_listener *l, const struct qd_tcp_seg *seg,
+	   uint64_t now_us)
+{
+	if (s->adopt_ok == NULL || seg->len == 0 ||
+	    (seg->flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK)) != TCP_ACK ||
+	    !s->adopt_ok(s->adopt_ctx, seg->key.local_ip))
+		return NULL;
+	struct qd_tcp_conn *c = qd_tcp_conn_new(s, &seg->key);
+	if (c == NULL)
+		return NULL;
+	TCP_COUNT(s, adopted);
+	c->passive = true;
+	c->ops = l->ops;
+	c->app = l->app;
+	c->peer_mac = seg->src_mac;
+	c->irs = seg->seq - 1;
+	c->rcv_nxt = seg->seq;
+	/* Our windows as any peer's stack scales them (same configuration). The client's
+	 * shift is unknown. Read unscaled, a Linux client's window (raw values like 63,
+	 * shift 7) would be too small for one response chunk and the connection would
+	 * stall; a raw window under 1 KiB is therefore read with Linux's default shift 7
+	 * (a client that truly offers under 1 KiB unscaled is not waiting for a response).
+	 * Larger raw values are taken unscaled: small, never too large. */
+	c->ws_ok = true;
+	c->snd_wscale = seg->wnd < 1024 ? 7 : 0;
+	c->rcv_wscale = 0;
+	while (c->rcv_wscale < TCP_WSCALE_MAX && (s->conf.rcvbuf_bytes >> c->rcv_wscale) > 65535)
+		c->rcv_wscale++;
+	c->rcv_adv = c->rcv_nxt + qd_tcp_rcv_window(c);
+	c->iss = seg->ack - 1;
+	c->snd_una = c->snd_nxt = c->snd_max = seg->ack;
+	c->ts_ok = seg->ts;
+	c->mss = s->conf.mss;
+	if (c->ts_ok) {
+		c->ts_recent = seg->tsval;
+		/* continue the dead dispatcher's clock (the client echoes its last value), or
+		 * the client's PAWS check would drop what we send */
+		c->ts_offset = seg->tsecr + 1 - (uint32_t)(now_us / 1000);
+		c->mss -= 12;
+	} else {
+		c->ts_offset = 0;
+	}
+	c->cwnd = 10u * c->mss;
+	c->snd_wnd = (uint32_t)seg->wnd << c->snd_wscale;
+	c->max_snd_wnd = c->snd_wnd;
+	c->snd_wl1 = seg->seq;
+	c->snd_wl2 = seg->ack;
+	c->last_rx_us = now_us;
+	qd_tcp_conn_set_state(c, QD_TCP_SYN_RCVD);
+	established(c, now_us);
+	return c;
+}
+
 static void
 syn_sent(struct qd_tcp_conn *c, const struct qd_tcp_seg *seg, uint64_t now_us)
 {
@@ -818,8 +876,9 @@ qd_tcp_input(struct qd_tcp_stack *s, struct rte_mbuf *m, struct rte_ipv4_hdr *ip
 		qd_tcp_reply_rst(s, &seg);
 	} else if ((seg.flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN) {
 		passive_open(s, l, &seg, now_us);
-	} else if ((seg.flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_ACK && s->conf.syn_cookies &&
-		   (c = cookie_open(s, l, &seg, now_us)) != NULL) {
+	} else if ((seg.flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_ACK &&
+		   ((s->conf.syn_cookies && (c = cookie_open(s, l, &seg, now_us)) != NULL) ||
+		    (c = adopt_open(s, l, &seg, now_us)) != NULL)) {
 		if (c->state != QD_TCP_CLOSED) {
 			process_data(c, m, &seg, now_us);
 			m = NULL;

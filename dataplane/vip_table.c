@@ -57,6 +57,20 @@ qd_vip_table_init(struct qd_vip_table *t, uint32_t ip_be, uint8_t prefix_len, qd
 	t->log_ctx = log_ctx;
 }
 
+int
+qd_vip_set_adopt(struct qd_vip_table *t, uint32_t ip_be, bool on)
+{
+	int i = qd_vip_slot_of(t, ip_be);
+	if (i < 0)
+		return -ENOENT;
+	uint64_t w = t->slots[i];
+	if ((w & 0xff) != QD_VIP_ACTIVE)
+		return -EINVAL;
+	w = on ? (w | QD_VIP_F_ADOPT) : (w & ~(uint64_t)QD_VIP_F_ADOPT);
+	__atomic_store_n(&t->slots[i], w, __ATOMIC_RELEASE);
+	return 0;
+}
+
 unsigned int
 qd_vip_count(const struct qd_vip_table *t)
 {

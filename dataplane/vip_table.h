@@ -106,6 +106,24 @@ qd_vip_lookup(const struct qd_vip_table *t, uint32_t ip_be, enum qd_vip_state *s
 	return -1;
 }
 
+/* The slot word's bit for "adopt connections": set by the main lcore for a while after
+ * it took a VIP over from a dead peer (qd_vip_set_adopt), cleared by any state change. */
+#define QD_VIP_F_ADOPT 0x100u
+
+/* Worker side: whether unknown connections to <ip_be> may be adopted now (see
+ * docs/architecture.md "Peers": connections of a dead peer). */
+static inline bool
+qd_vip_adopting(const struct qd_vip_table *t, uint32_t ip_be)
+{
+	uint32_t n = __atomic_load_n(&t->used, __ATOMIC_ACQUIRE);
+	for (uint32_t i = 0; i < n && i < QD_VIP_SLOTS_MAX; i++) {
+		uint64_t w = __atomic_load_n(&t->slots[i], __ATOMIC_ACQUIRE);
+		if ((uint32_t)(w >> 32) == ip_be)
+			return (w & 0xff) == QD_VIP_ACTIVE && (w & QD_VIP_F_ADOPT) != 0;
+	}
+	return false;
+}
+
 /* Worker side: whether <ip_be> is a VIP we answer for now (ACTIVE or DRAINING). */
 static inline bool
 qd_vip_held(const struct qd_vip_table *t, uint32_t ip_be)
@@ -154,6 +172,10 @@ int qd_vip_release(struct qd_vip_table *t, uint32_t ip_be, uint32_t drain_ms, ui
  * <garp> (at most <max>). Returns how many addresses were written to <garp>. */
 unsigned int qd_vip_poll(struct qd_vip_table *t, uint64_t now_ms,
 			 const uint32_t conns[QD_VIP_SLOTS_MAX], uint32_t *garp, unsigned int max);
+
+/* Main lcore: let workers adopt unknown connections to ACTIVE <ip_be> (<on>) or stop.
+ * -ENOENT when the table does not hold it, -EINVAL when it is not ACTIVE. */
+int qd_vip_set_adopt(struct qd_vip_table *t, uint32_t ip_be, bool on);
 
 /* Slot <i> (below qd_vip_count()) for reports. */
 void qd_vip_info(const struct qd_vip_table *t, unsigned int i, struct qd_vip_info *out);

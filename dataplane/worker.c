@@ -308,6 +308,14 @@ vip_classify(void *ctx, uint32_t local_ip_be)
 	return qd_vip_lookup(&w->iface->vips, local_ip_be, &st);
 }
 
+/* Connections of a dead peer, on a VIP we took over a moment ago (peer_sync.c). */
+static bool
+vip_adopt_ok(void *ctx, uint32_t local_ip_be)
+{
+	const struct qd_worker *w = ctx;
+	return qd_vip_adopting(&w->iface->vips, local_ip_be);
+}
+
 static int
 worker_start_tcp(struct qd_worker *w)
 {
@@ -317,6 +325,7 @@ worker_start_tcp(struct qd_worker *w)
 	if (w->tcp == NULL)
 		return -errno;
 	qd_tcp_set_accounting(w->tcp, vip_classify, w, w->vip_conns, QD_VIP_SLOTS_MAX);
+	qd_tcp_set_adoption(w->tcp, vip_adopt_ok, w);
 	w->services = qd_tcp_services_create(w->tcp, conf->tcp.max_connections, conf->lcore_id);
 	if (w->services == NULL)
 		return -errno;

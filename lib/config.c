@@ -266,6 +266,7 @@ DEFINE_UINT_KEY(key_peer_orphan_hold, peer_orphan_hold_ms, uint32_t, "peer.orpha
 DEFINE_UINT_KEY(key_peer_max_skew, peer_max_skew_ms, uint32_t, "peer.max_skew_ms", 100, 3600000)
 DEFINE_UINT_KEY(key_peer_min_gap, peer_min_gap_ms, uint32_t, "peer.min_gap_ms", 0, 10000)
 DEFINE_UINT_KEY(key_peer_vip_drain, peer_vip_drain_ms, uint32_t, "peer.vip_drain_ms", 0, 3600000)
+DEFINE_UINT_KEY(key_peer_adopt, peer_adopt_s, uint32_t, "peer.adopt_connections_s", 0, 3600)
 
 /* "ADDR:PORT" into address and port; <what> names the key in errors. */
 static int
@@ -670,6 +671,7 @@ static const struct key_desc keys[] = {
 	{"peer.max_skew_ms", key_peer_max_skew, false},
 	{"peer.min_gap_ms", key_peer_min_gap, false},
 	{"peer.vip_drain_ms", key_peer_vip_drain, false},
+	{"peer.adopt_connections_s", key_peer_adopt, false},
 	{"state.snapshot_every", key_state_snap, false},
 	{"service.echo_port", key_service_echo, false},
 	{"service.discard_port", key_service_discard, false},
@@ -766,6 +768,7 @@ qd_config_defaults(struct qd_config *cfg)
 	cfg->peer_max_skew_ms = 5000;
 	cfg->peer_min_gap_ms = 5;
 	cfg->peer_vip_drain_ms = 10000;
+	cfg->peer_adopt_s = 30;
 	/* fault.*: all off (zeroed above); these two only matter once reordering is on. */
 	cfg->fault_reorder_gap = 3;
 	cfg->fault_reorder_hold_us = 1000;

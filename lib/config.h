@@ -186,6 +186,7 @@ struct qd_config {
 	uint32_t peer_max_skew_ms;
 	uint32_t peer_min_gap_ms;
 	uint32_t peer_vip_drain_ms;     /* a VIP handed back drains this long at most */
+	uint32_t peer_adopt_s;          /* after a takeover, adopt the dead peer's connections */
 	/* [placement] */
 	enum qd_placement_policy placement_policy;
 

@@ -2196,6 +2196,75 @@ test_mss_12_with_timestamps(void **state)
 
 /* ---- main ---------------------------------------------------------------------------- */
 
+static bool adopt_allowed;
+static bool
+adopt_ok_fn(void *ctx, uint32_t local_ip_be)
+{
+	(void)ctx;
+	return adopt_allowed && local_ip_be == rte_cpu_to_be_32(OUR_IP);
+}
+
+/* Connection adoption after a VIP takeover (tcp.h): a data segment of a connection this
+ * stack never saw becomes ESTABLISHED where the client stands; the client's timestamps
+ * and window scale are honoured; bare ACKs (keepalive probes) and anything while adoption
+ * is off still get a RST. */
+static void
+test_adopt_after_takeover(void **state)
+{
+	(void)state;
+	struct h *h = &H;
+	h_init(h, CONF_DEFAULT);
+	qd_tcp_set_adoption(h->s, adopt_ok_fn, NULL);
+	const uint32_t their_ack = 0x12345678u; /* the dead dispatcher's next sequence */
+	h->our_tsval = 777000;                   /* its last TSval, as the client echoes it */
+	h->peer_ts = true;
+	/* off: a RST, no connection */
+	adopt_allowed = false;
+	clear_out(h);
+	peer_send(h, TCP_ACK | TCP_PSH, their_ack, 100, 0);
+	assert_int_equal(h_state(h), QD_TCP_CLOSED);
+	assert_int_equal(h->n_out, 1);
+	assert_true(h->out[0].flags & TCP_RST);
+	/* on, a bare ACK: still a RST (a keepalive probe of a connection whose response
+	 * died with its dispatcher: the client must learn at once) */
+	adopt_allowed = true;
+	clear_out(h);
+	peer_send(h, TCP_ACK, their_ack, 0, 0);
+	assert_int_equal(h_state(h), QD_TCP_CLOSED);
+	assert_true(h->n_out == 1 && (h->out[0].flags & TCP_RST));
+	/* on, data: adopted */
+	clear_out(h);
+	uint32_t seq = h->peer_nxt;
+	peer_send(h, TCP_ACK | TCP_PSH, their_ack, 100, 0);
+	struct qd_tcp_conn *c = must_conn(h);
+	assert_int_equal(c->state, QD_TCP_ESTABLISHED);
+	assert_true(h->ev & EV_ACCEPT);
+	assert_true(h->ev & EV_DATA);
+	assert_int_equal(h->rx_bytes, 100);
+	assert_int_equal(c->rcv_nxt, seq + 100);
+	assert_int_equal(c->snd_una, their_ack);
+	assert_int_equal(COUNTER(h, adopted), 1);
+	assert_int_equal(c->snd_wscale, 7); /* PEER_WND 1000 raw: Linux's default shift */
+	assert_int_equal(c->snd_wnd, PEER_WND << 7);
+	/* our answer continues the client's view of the stream and of the clock */
+	clear_out(h);
+	app_send(h, c, 300);
+	assert_int_equal(h->n_out, 1);
+	const struct out_seg *o = &h->out[0];
+	assert_int_equal(o->seq, their_ack);
+	assert_int_equal(o->ack, seq + 100);
+	assert_int_equal(o->len, 300);
+	assert_true(o->ts);
+	assert_true(o->tsval > 777000); /* newer than the dead dispatcher's (PAWS) */
+	assert_int_equal(o->tsecr, h->peer_tsval);
+	/* the client acknowledges and the stream goes on */
+	peer_send(h, TCP_ACK, their_ack + 300, 0, 0);
+	assert_int_equal(c->snd_una, their_ack + 300);
+	assert_int_equal(c->state, QD_TCP_ESTABLISHED);
+	adopt_allowed = false;
+	h_fini(h);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -2216,6 +2285,7 @@ main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_zero_window_forever, h_cleanup),
 		cmocka_unit_test_teardown(test_keepalive_timeout, h_cleanup),
 		cmocka_unit_test_teardown(test_keepalive_answered, h_cleanup),
+		cmocka_unit_test_teardown(test_adopt_after_takeover, h_cleanup),
 		cmocka_unit_test_teardown(test_rto_backoff_karn, h_cleanup),
 		cmocka_unit_test_teardown(test_rto_exhausted, h_cleanup),
 		cmocka_unit_test_teardown(test_syn_sent_timeout, h_cleanup),

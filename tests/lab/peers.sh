@@ -13,8 +13,10 @@
 #    query succeeds.
 # 4. Peer 2 killed (SIGKILL) under load: peer 1 declares it dead (the detection time is
 #    printed, and must be under 1.5 s) and serves peer 2's VIP (timed from the kill,
-#    under 2 s); the maxima hold; peer 2 restarts from its state log, rejoins, leaves its
-#    quarantine and gets its VIP back once peer 1 has drained it; no slot leaks. Then 3
+#    under 2 s); a keep-alive connection opened to peer 2 before the kill carries its
+#    next request to peer 1 (adopted); the maxima hold; peer 2 restarts from its state
+#    log, rejoins, leaves its quarantine and gets its VIP back once peer 1 has drained
+#    it; no slot leaks. Then 3
 #    queries in flight through peer 2 when it is killed all finish with every row: their
 #    client retries, peer 1 (holding the VIP) finds their routes at the coordinators
 #    (discovery), peer 2 comes back with them from its state log.
@@ -180,6 +182,10 @@ settle_both
 # ---- 4. kill ------------------------------------------------------------------------
 step "peer 2 killed under load: detection, limits, restart from its logs, rejoin"
 sim POST /v1/simulator/reset >/dev/null
+rm -f "$TMP/go"
+lab_exec python3 "$CLIENTS/keepalive_failover.py" "$VIP2" "$TMP/go" >"$TMP/ka.out" 2>&1 &
+ka=$!
+BG_PIDS+=($ka)
 spread --allow-failures
 sleep 1
 pid2=$(cat "$LAB_DIR/peer2.pid")
@@ -201,6 +207,13 @@ done
 takeover_ms=$((($(date +%s%N) - t0) / 1000000))
 echo "VIP $VIP2 served by peer 1 $takeover_ms ms after the kill"
 ((takeover_ms < 2000)) || fail "takeover took $takeover_ms ms"
+# a keep-alive connection opened to peer 2 before the kill goes on with peer 1
+touch "$TMP/go"
+rc=0
+wait "$ka" || rc=$?
+cat "$TMP/ka.out"
+[[ $rc -eq 0 ]] || fail "the keep-alive connection did not survive the failover"
+echo "adopted connections on peer 1: $("$QD_BUILD/control/qdctl" -s "$SOCK1" --json status | jq .totals.tcp.adopted)"
 sleep 1
 "$LAB" restart --peer 2 >/dev/null
 t1=$(date +%s%N)
