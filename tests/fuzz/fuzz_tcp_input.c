@@ -623,6 +623,16 @@ make_conf(uint8_t mode)
 	return cf;
 }
 
+/* Connection adoption (tcp.h) on for inputs whose mode byte has bit 1 and 5 set: data
+ * segments of unknown connections then open connections without a handshake. */
+static bool
+adopt_ok(void *ctx, uint32_t local_ip_be)
+{
+	(void)ctx;
+	(void)local_ip_be;
+	return true;
+}
+
 static void
 setup(uint8_t mode)
 {
@@ -637,6 +647,8 @@ setup(uint8_t mode)
 				  resolve, NULL);
 	CHECK(F.s != NULL);
 	CHECK(qd_tcp_listen(F.s, LISTEN_PORT, &listen_ops, NULL) == 0);
+	if ((mode & 0x22) == 0x22)
+		qd_tcp_set_adoption(F.s, adopt_ok, NULL);
 	qd_tcp_timers(F.s, F.now_us);
 	for (unsigned int i = 0; i < PEERS; i++) {
 		struct peer *pe = &F.peers[i];
