@@ -49,6 +49,7 @@
 #define OPENS_PER_LOOP 64u      /* active opens per worker iteration */
 #define LINK_WAIT_MS 5000u      /* memif: the server must be up by then */
 #define RESOLVE_WAIT_MS 3000u   /* the server must answer ARP by then */
+#define CHECK_WAIT_MS 5000u     /* query: qdispatchd must have checked our coordinators */
 #define DRAIN_MS 2000u          /* graceful closes at the end, then RST */
 #define MAIN_SLEEP_MS 2u        /* main lcore: one service pass per sleep */
 #define TIME_WAIT_MAX 8192u     /* our TIME_WAIT; beyond it closed at once (counted) */
@@ -295,7 +296,17 @@ bench_poll(struct bench *b)
 	uint64_t now = b->w->now_us;
 	switch (b->phase) {
 	case PHASE_START:
-		if (now - b->start_us > RESOLVE_WAIT_MS * 1000ull) {
+		if (b->trino != NULL && !qdb_trino_ready(b)) {
+			/* Clients before qdispatchd reaches the coordinators would only
+			 * measure its 503s. */
+			if (now - b->start_us > CHECK_WAIT_MS * 1000ull) {
+				b->errors[ERR_unchecked]++;
+				b->phase = PHASE_DONE;
+			}
+			return;
+		}
+		if (now - b->start_us > (RESOLVE_WAIT_MS + (b->trino != NULL ? CHECK_WAIT_MS : 0)) *
+					1000ull) {
 			b->errors[ERR_unresolved]++;
 			b->phase = PHASE_DONE;
 			return;
@@ -888,6 +899,10 @@ main(int argc, char **argv)
 			if (b->errors[ERR_unresolved] > 0)
 				fprintf(stderr, "qdbench-dpdk: no ARP answer from the server within "
 					"%u ms\n", RESOLVE_WAIT_MS);
+			if (b->errors[ERR_unchecked] > 0)
+				fprintf(stderr, "qdbench-dpdk: qdispatchd did not health-check every "
+					"--coordinator within %u ms (its coordinator lines, "
+					"health.interval_ms?)\n", CHECK_WAIT_MS);
 		}
 	}
 	qdb_trino_free(b);

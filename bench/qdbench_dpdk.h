@@ -47,6 +47,7 @@ enum phase {
 	X(mismatch)     /* an echoed byte differed from the byte sent */                    \
 	X(send)         /* the stack or the pool refused a message */                       \
 	X(unresolved)   /* the server's MAC never resolved */                               \
+	X(unchecked)    /* query: qdispatchd never health-checked every coordinator */     \
 	X(http)         /* query: a response that is not HTTP/1.1 as sent (parser error) */ \
 	X(status)       /* query: a response status other than 200 */                       \
 	X(shape)        /* query: a QueryResults body not as our coordinators wrote it */   \
@@ -132,6 +133,9 @@ extern const struct qd_tcp_ops qdb_query_ops;
  * (start-up, before the worker runs). 0, or -errno with <err>. */
 int qdb_trino_init(struct bench *b, char *err, size_t err_len);
 void qdb_trino_free(struct bench *b);
+/* Every coordinator has answered a health check (/v1/cluster) of qdispatchd: it
+ * reaches them all, and the clients may start. */
+bool qdb_trino_ready(const struct bench *b);
 /* The measured window ended: close <s> now if it has no request in flight. */
 void qdb_trino_drain_slot(struct slot *s);
 /* Client connections are all gone: half-close the coordinators' connections, so

@@ -89,6 +89,7 @@ struct qcoord {
 	struct qd_tcp_conn *conn; /* NULL when free */
 	http_parser parser;
 	uint32_t index;
+	uint32_t coord;           /* which of --coordinator it reached */
 	bool complete;
 	bool shut;                /* FIN sent */
 	bool in_value;            /* the last header callback was a value */
@@ -113,6 +114,7 @@ struct qdb_trino {
 	uint32_t coord_free_count;
 	uint32_t coords_live;
 	bool coords_draining;
+	bool failure_shown;       /* the first failed response was written to stderr */
 	uint64_t id_next;
 	char id_stamp[16];        /* YYYYMMDD_HHMMSS of the start: the ids' prefix */
 	char host[HOST_MAX];      /* our requests' Host: the server's IP:PORT */
@@ -120,6 +122,7 @@ struct qdb_trino {
 	uint64_t queries;         /* completed in the measured window */
 	uint64_t requests;        /* responses in the window, checked or not */
 	uint64_t coord_requests[CR_COUNT];
+	uint64_t checks[COORDS_MAX]; /* /v1/cluster answered, per coordinator */
 	uint64_t tsc_per_ms;
 	struct qd_hdr latency_ns; /* per query, POST to final page */
 };
@@ -233,6 +236,17 @@ close_client(struct slot *s, struct qclient *q)
 static void
 client_fail(struct slot *s, enum bench_error e)
 {
+	struct qclient *q = client_of(s);
+	struct qdb_trino *t = s->b->trino;
+	/* The first failure in full, for whoever reads the run's log (once: the worker
+	 * must not spend its time writing). */
+	if (!t->failure_shown && s->b->phase == PHASE_RUN) {
+		t->failure_shown = true;
+		q->body[q->body_len] = '\0';
+		fprintf(stderr, "qdbench-dpdk: first failed response (%s, step %u, status %u): "
+			"%.300s\n", e == ERR_status ? "status" : e == ERR_shape ? "shape" : "http",
+			q->step, q->parser.status_code, q->body);
+	}
 	qdb_count_error(s->b, e);
 	qd_tcp_abort(s->conn, s->b->w->now_us);
 }
@@ -384,6 +398,16 @@ const struct qd_tcp_ops qdb_query_ops = {
 	.on_peer_fin = cl_on_peer_fin,
 	.on_closed = cl_on_closed,
 };
+
+bool
+qdb_trino_ready(const struct bench *b)
+{
+	for (uint32_t i = 0; i < b->o.coords_count; i++) {
+		if (b->trino->checks[i] == 0)
+			return false;
+	}
+	return true;
+}
 
 void
 qdb_trino_drain_slot(struct slot *s)
@@ -591,6 +615,7 @@ coord_route(struct qcoord *k, char *body, size_t len, int *body_len)
 	} else if (method == HTTP_GET && tg.path_len == 11 &&
 		   memcmp(tg.path, "/v1/cluster", 11) == 0) {
 		t->coord_requests[CR_cluster]++;
+		t->checks[k->coord]++;
 		*body_len = snprintf(body, len, "{\"runningQueries\":0,\"blockedQueries\":0,"
 				     "\"queuedQueries\":0,\"activeCoordinators\":1,"
 				     "\"activeWorkers\":1,\"runningDrivers\":0}");
@@ -705,6 +730,13 @@ co_on_accept(void *app, struct qd_tcp_conn *c)
 	}
 	struct qcoord *k = &t->coords[t->coord_free[--t->coord_free_count]];
 	assert(k->conn == NULL);
+	struct qd_tcp_info info;
+	qd_tcp_conn_info(c, &info);
+	k->coord = 0;
+	for (uint32_t i = 0; i < t->b->o.coords_count; i++) {
+		if (t->b->o.coords_be[i] == info.local_ip_be)
+			k->coord = i;
+	}
 	k->conn = c;
 	k->shut = t->coords_draining;
 	coord_reset_request(k);
