@@ -27,8 +27,8 @@
 #   --rounds N        rounds (default 3); the figures are medians
 #   --duration S      seconds measured per round (default 5)
 #   --clients N       concurrent query lifecycles (default 32, as bench/run scaling)
-#   --pages N         GETs per query after the POST (default 2: POST, queued page,
-#                     final page, as qdcoordsim answers a one-row query)
+#   --pages N         GETs per query after the POST (default 3: four requests per
+#                     query, as qdcoordsim's one-row queries take in the kernel arm)
 #   --coordinators N  coordinators behind qdispatchd, 1..8 (default 3, as the lab)
 #   --kernel          then the same closed loop through the kernel path in the
 #                     same invocation: bench/run scaling --workers 1 --busy-poll
@@ -48,7 +48,7 @@ set -euo pipefail
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export QD_BUILD=${QD_BUILD:-$src/build}
-rounds=3 duration=5 clients=32 pages=2 ncoords=3 kernel=0 json_out="" smoke=0 lock=1
+rounds=3 duration=5 clients=32 pages=3 ncoords=3 kernel=0 json_out="" smoke=0 lock=1
 LOCK=/tmp/qd-lab-session.lock
 SERVER_IP=10.214.0.1 CLIENT_IP=10.214.0.2 VIP=10.214.0.100 PORT=8080
 
@@ -114,6 +114,11 @@ sock=$work/qd.sock
 # rounds; a coordinator taken down in that gap would need health.rise passes
 # before the next round may use it. The checks still run every 500 ms and are
 # answered (and paid for) during the rounds.
+# route.linger_s: an ended query's route stays 60 s by default; at ~40,000
+# queries/s that is 2.4 million routes, beyond route.max's default (262,144)
+# and this run's memory, and every follow-up after the table filled would get
+# 404 (routes_full). 2 s keeps them well inside it; the routes are still
+# created, ended and swept for every query.
 cat >"$work/server.conf" <<EOF
 # bench/memif_proxy.sh: qdispatchd as the memif server, the proxy on, one worker.
 port.device = net_memif0,role=server,socket=$work/memif.sock
@@ -121,6 +126,7 @@ port.ip = $SERVER_IP/24
 vip = $VIP
 listen.port = $PORT
 ${coord_lines}health.fall = 100
+route.linger_s = 2
 lcore.workers = 1
 lcore.list = 0@0,1@1
 lcore.idle = off
@@ -185,9 +191,10 @@ result=$(jq -s --argjson hz "$hz" --argjson rounds "$rounds" --argjson d "$durat
 	 query_p50_us: (map(.query_p50_us) | spread), query_p99_us: (map(.query_p99_us) | spread),
 	 server_cycles_per_query: (map(.server_cycles_per_query) | spread),
 	 client_cycles_per_query: (map(.client_cycles_per_query) | spread),
+	 server_ceiling_queries_per_s_est: ($hz / (map(.server_cycles_per_query) | median) | round),
 	 errors: (map(.errors) | add), health_checks: (map(.coordinator_requests.cluster) | add),
 	 runs: .}' "$work/rounds.jsonl")
-jq -r '"median of \(.rounds) round(s) (cpu \(.cpu_hz) Hz): \(.queries_per_s.median | round) queries/s (range \(.queries_per_s.min | round)-\(.queries_per_s.max | round)), \(.requests_per_s.median | round) requests/s, query p50 \(.query_p50_us.median) us p99 \(.query_p99_us.median) us; busy cycles/query: qdispatchd \(.server_cycles_per_query.median), qdbench-dpdk \(.client_cycles_per_query.median); errors \(.errors)"' <<<"$result"
+jq -r '"median of \(.rounds) round(s) (cpu \(.cpu_hz) Hz): \(.queries_per_s.median | round) queries/s (range \(.queries_per_s.min | round)-\(.queries_per_s.max | round)), \(.requests_per_s.median | round) requests/s, query p50 \(.query_p50_us.median) us p99 \(.query_p99_us.median) us; busy cycles/query: qdispatchd \(.server_cycles_per_query.median), qdbench-dpdk \(.client_cycles_per_query.median); errors \(.errors)\n  one qdispatchd worker busy all the time at that cost: ~\(.server_ceiling_queries_per_s_est) queries/s (cpu Hz / its cycles per query)"' <<<"$result"
 
 if [[ $kernel -eq 1 ]]; then
 	echo "memif-proxy: now bench/run scaling --workers 1 --busy-poll (lab, kernel sockets) with the same rounds, duration and clients"
@@ -203,7 +210,7 @@ if [[ $kernel -eq 1 ]]; then
 		       ratio: {queries_per_s: (.queries_per_s.median / $s.qps.median),
 			       server_cycles_per_query: (.server_cycles_per_query.median / $s.busy_cycles_per_query.median),
 			       query_p50: (.query_p50_us.median / $s.closed_query_p50_us.median)}}' <<<"$result")
-	jq -r '"kernel path (same invocation): \(.kernel.queries_per_s.median | round) queries/s, \(.kernel.requests_per_query * 100 | round / 100) requests/query, query p50 \(.kernel.query_p50_us.median | round) us, qdispatchd busy cycles/query \(.kernel.busy_cycles_per_query.median | round)\nratios memif / kernel path: queries/s \(.ratio.queries_per_s * 100 | round / 100)x, qdispatchd cycles/query \(.ratio.server_cycles_per_query * 100 | round / 100)x, query p50 \(.ratio.query_p50 * 100 | round / 100)x"' <<<"$result"
+	jq -r '"kernel path (same invocation): \(.kernel.queries_per_s.median | round) queries/s, \(.kernel.requests_per_query * 100 | round / 100) requests/query, query p50 \(.kernel.query_p50_us.median | round) us, qdispatchd busy cycles/query \(.kernel.busy_cycles_per_query.median | round)\nrequests per query: \(.requests_per_query) here, \(.kernel.requests_per_query * 100 | round / 100) there\(if (.kernel.requests_per_query - .requests_per_query | fabs) > 0.05 then " (NOT the same load: set --pages)" else "" end)\nratios memif / kernel path: queries/s \(.ratio.queries_per_s * 100 | round / 100)x, qdispatchd cycles/query \(.ratio.server_cycles_per_query * 100 | round / 100)x, query p50 \(.ratio.query_p50 * 100 | round / 100)x"' <<<"$result"
 fi
 [[ -z $json_out ]] || echo "$result" >"$json_out"
 if [[ $smoke -eq 1 ]]; then
