@@ -41,6 +41,9 @@
 #                     completed, nothing failed and the coordinators were health
 #                     checked; 77 on < 2 CPUs
 #   --no-lock         do not take /tmp/qd-lab-session.lock (the caller holds it)
+# Each round also prints the CPU time other processes took on the machine while
+# it ran (and the hypervisor's steal): on a shared VM, read a round's figures
+# with it.
 # QD_BUILD (default build/) holds qdispatchd, qdctl and bench/qdbench-dpdk
 # (meson -Dbench=enabled). Exit 0 on success, 1 on a failed run, 2 on a usage
 # error.
@@ -150,11 +153,12 @@ qd_stat() { "$qdctl" -s "$sock" --json stats | jq "$1"; }
 
 # run_client -> the client's JSON in $work/last.json; fails the script on an error
 run_client() {
-	if ! "$client" --socket "$work/memif.sock" --server "$VIP:$PORT" --ip "$CLIENT_IP" \
+	local TIMEFORMAT='%3U %3S'
+	if ! { time "$client" --socket "$work/memif.sock" --server "$VIP:$PORT" --ip "$CLIENT_IP" \
 		--mode query "${coord_args[@]}" --coordinator-port "$PORT" --pages "$pages" \
 		--connections "$clients" --duration "$duration" \
 		--lcores 0@1,1@0 --file-prefix "qd-memifp-cli-$$" --json "$work/last.json" \
-		2>>"$work/client.log"; then
+		2>>"$work/client.log"; } 2>"$work/client.time"; then
 		echo "memif-proxy: qdbench-dpdk --mode query failed:" >&2
 		cat "$work/last.json" "$work/client.log" >&2 2>/dev/null || true
 		"$qdctl" -s "$sock" coordinators >&2 2>/dev/null || true
@@ -162,21 +166,36 @@ run_client() {
 	fi
 }
 
+# The VM is shared: whatever else ran during a round took its CPU from the two
+# busy-polling workers. other_cpu_s = the machine's busy time (user, nice,
+# system, irq, softirq) minus both ends' own CPU time; steal_s = the hypervisor's.
+tck=$(getconf CLK_TCK)
+cpu_jiffies() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $9}' /proc/stat; }
+ticks() { local f; read -r -a f <<<"$(sed 's/.*) //' "/proc/$1/stat")"; echo $((f[11] + f[12])); }
+
 hz=$(awk '/^cpu MHz/ {printf "%.0f", $4 * 1000000; exit}' /proc/cpuinfo)
 echo "memif-proxy: $rounds round(s) of ${duration} s: $clients clients, $ncoords coordinators," \
 	"$((pages + 1)) requests per query"
 : >"$work/rounds.jsonl"
 for ((r = 1; r <= rounds; r++)); do
 	b0=$(qd_stat .totals.busy_cycles); q0=$(qd_stat '.totals.proxy.requests // 0')
+	read -r j0 st0 <<<"$(cpu_jiffies)"; t0=$(ticks "$server_pid")
 	run_client
+	read -r j1 st1 <<<"$(cpu_jiffies)"; t1=$(ticks "$server_pid")
 	b1=$(qd_stat .totals.busy_cycles); q1=$(qd_stat '.totals.proxy.requests // 0')
-	jq -c --argjson r "$r" --argjson c $((b1 - b0)) --argjson q $((q1 - q0)) '
+	read -r cu cs <"$work/client.time"
+	other=$(awk -v j=$((j1 - j0 - (t1 - t0))) -v t="$tck" -v u="$cu" -v s="$cs" \
+		'BEGIN {o = j / t - u - s; printf "%.2f", o < 0 ? 0 : o}')
+	steal=$(awk -v j=$((st1 - st0)) -v t="$tck" 'BEGIN {printf "%.2f", j / t}')
+	jq -c --argjson r "$r" --argjson c $((b1 - b0)) --argjson q $((q1 - q0)) \
+		--argjson other "$other" --argjson steal "$steal" '
 		{round: $r, queries_per_s, requests_per_s, query_p50_us: .latency_us.query.p50,
 		 query_p99_us: .latency_us.query.p99, queries, errors,
 		 server_cycles_per_query: ($c / .queries | round),
 		 client_cycles_per_query: (.busy_cycles_per_query | round),
-		 server_requests: $q, coordinator_requests}' "$work/last.json" >>"$work/rounds.jsonl"
-	tail -n1 "$work/rounds.jsonl" | jq -r '"round \(.round): \(.queries_per_s | round) queries/s, \(.requests_per_s | round) requests/s, query p50 \(.query_p50_us) us p99 \(.query_p99_us) us; busy cycles/query qdispatchd \(.server_cycles_per_query), qdbench-dpdk \(.client_cycles_per_query); health checks answered \(.coordinator_requests.cluster)"'
+		 server_requests: $q, coordinator_requests, other_cpu_s: $other, steal_s: $steal}' \
+		"$work/last.json" >>"$work/rounds.jsonl"
+	tail -n1 "$work/rounds.jsonl" | jq -r '"round \(.round): \(.queries_per_s | round) queries/s, \(.requests_per_s | round) requests/s, query p50 \(.query_p50_us) us p99 \(.query_p99_us) us; busy cycles/query qdispatchd \(.server_cycles_per_query), qdbench-dpdk \(.client_cycles_per_query); health checks answered \(.coordinator_requests.cluster); other work on the VM \(.other_cpu_s) CPU-s, steal \(.steal_s) s"'
 done
 # Its worker's CPU is needed by what follows.
 stop_server || { cat "$work/server.log" >&2; echo "memif-proxy: qdispatchd did not stop cleanly" >&2; exit 1; }
