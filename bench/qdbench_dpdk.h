@@ -136,7 +136,7 @@ void qdb_trino_free(struct bench *b);
 /* Every coordinator has answered a health check (/v1/cluster) of qdispatchd: it
  * reaches them all, and the clients may start. */
 bool qdb_trino_ready(const struct bench *b);
-/* The measured window ended: close <s> now if it has no request in flight. */
+/* The measured window ended: close <s> once its query is complete (now if none is). */
 void qdb_trino_drain_slot(struct slot *s);
 /* Client connections are all gone: half-close the coordinators' connections, so
  * qdispatchd drops them from its pools instead of reusing them after we exit. True

@@ -52,7 +52,7 @@
 #define SLUG "yqdbench"
 
 /* Which requests our coordinators answered (the report). */
-#define COORD_REQUESTS(X) X(submit) X(page) X(info) X(cluster) X(unknown)
+#define COORD_REQUESTS(X) X(submit) X(page) X(info) X(cluster) X(query) X(unknown)
 
 enum coord_request {
 #define QD_X(name) CR_##name,
@@ -73,7 +73,7 @@ struct qclient {
 	uint32_t step;          /* 0: the POST in flight; k: the GET of page k */
 	bool in_flight;         /* a request sent, its response not complete */
 	bool complete;          /* the parser saw the response's end */
-	bool drain;             /* close once the response in flight is in */
+	bool drain;             /* close once the query in flight is complete */
 	bool closing;           /* we half-closed: a normal close is complete */
 	bool body_over;
 	uint32_t body_len;
@@ -318,11 +318,10 @@ response_done(struct slot *s, struct qclient *q)
 		return;
 	}
 	if (!final) {
+		/* Even after the window: a query left half-way would stay routed in
+		 * qdispatchd until it checks it with its coordinator. */
 		q->step++;
-		if (q->drain)
-			close_client(s, q); /* the query is not complete: not counted */
-		else
-			send_request(s, q);
+		send_request(s, q);
 		return;
 	}
 	if (measuring(b)) {
@@ -607,6 +606,13 @@ coord_route(struct qcoord *k, char *body, size_t len, int *body_len)
 			t->coord_requests[CR_page]++;
 			*body_len = write_results(body, len, k, id, token, pages);
 		}
+	} else if (method == HTTP_GET && tg.kind == QD_TRINO_QUERY) {
+		/* qdispatchd verifying an idle route, or discovering an unknown one: we
+		 * keep no query state, and a coordinator that forgot a query says 404.
+		 * Not an error here: a client whose follow-up needed it has seen one. */
+		t->coord_requests[CR_query]++;
+		*body_len = snprintf(body, len, "{\"error\":\"Query not found\"}");
+		return 404;
 	} else if (method == HTTP_GET && tg.path_len == 8 && memcmp(tg.path, "/v1/info", 8) == 0) {
 		t->coord_requests[CR_info]++;
 		*body_len = snprintf(body, len, "{\"nodeVersion\":{\"version\":\"qdbench-dpdk\"},"
