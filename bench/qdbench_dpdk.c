@@ -41,107 +41,24 @@
 #include "daemon.h"
 #include "log.h"
 #include "port.h"
+#include "qdbench_dpdk.h"
 #include "worker.h"
 
-#define CONNS_MAX 4096u         /* --connections */
 #define MSG_BYTES_MAX 1400u     /* --size: one segment */
 #define DURATION_S_MAX 3600u
 #define OPENS_PER_LOOP 64u      /* active opens per worker iteration */
 #define LINK_WAIT_MS 5000u      /* memif: the server must be up by then */
 #define RESOLVE_WAIT_MS 3000u   /* the server must answer ARP by then */
+#define CHECK_WAIT_MS 5000u     /* query: qdispatchd must have checked our coordinators */
 #define DRAIN_MS 2000u          /* graceful closes at the end, then RST */
 #define MAIN_SLEEP_MS 2u        /* main lcore: one service pass per sleep */
 #define TIME_WAIT_MAX 8192u     /* our TIME_WAIT; beyond it closed at once (counted) */
 #define TIME_WAIT_MS 1000u
 
-enum mode {
-	MODE_ECHO,    /* closed loop of messages on long-lived connections */
-	MODE_CONNECT, /* connect, one message, close; again */
-};
-
-enum phase {
-	PHASE_START,  /* waiting for the first connection to open (ARP) */
-	PHASE_RUN,    /* measuring */
-	PHASE_DRAIN,  /* closing everything */
-	PHASE_DONE,
-};
-
-/* Why a run counted an error; the JSON names them. */
-#define BENCH_ERRORS(X)                                                                   \
-	X(connect)      /* qd_tcp_connect refused (table full, no memory) */                \
-	X(refused)      /* the server answered the SYN with RST */                          \
-	X(reset)        /* the server reset an open connection */                           \
-	X(timeout)      /* retransmissions exhausted */                                     \
-	X(closed_early) /* closed before the exchange was complete */                       \
-	X(mismatch)     /* an echoed byte differed from the byte sent */                    \
-	X(send)         /* the stack or the pool refused a message */                       \
-	X(unresolved)   /* the server's MAC never resolved */
-
-enum bench_error {
-#define QD_X(name) ERR_##name,
-	BENCH_ERRORS(QD_X)
-#undef QD_X
-	ERR_COUNT
-};
-
 static const char *const error_names[ERR_COUNT] = {
 #define QD_X(name) #name,
 	BENCH_ERRORS(QD_X)
 #undef QD_X
-};
-
-struct options {
-	enum mode mode;
-	char socket[200];
-	uint32_t server_ip_be;
-	uint16_t server_port;
-	uint32_t ip_be;
-	uint32_t connections;
-	uint32_t size;
-	uint32_t duration_s;
-	char lcores[64];
-	char file_prefix[64];
-	uint32_t memory_mb;
-	uint32_t mbufs;
-	const char *json;
-	int eal_argc;
-	char **eal_argv;
-};
-
-struct bench;
-
-/* One connection slot; a slot without a connection waits on the free stack. */
-struct slot {
-	struct bench *b;
-	struct qd_tcp_conn *conn; /* NULL when free */
-	uint32_t index;
-	uint32_t seq;             /* messages completed on this connection */
-	uint32_t received;        /* bytes of the current message back */
-	bool echoed;              /* connect mode: the message came back, FIN sent */
-	bool peer_fin;
-};
-
-struct bench {
-	struct options o;
-	struct qd_worker *w;
-	const bool *stop;
-	enum phase phase;
-	uint64_t start_us;          /* PHASE_START entered */
-	uint64_t run_us;            /* PHASE_RUN entered */
-	uint64_t end_us;            /* PHASE_RUN left */
-	uint64_t drain_deadline_us;
-	uint32_t live;              /* slots with a connection */
-	uint32_t free_count;
-	uint32_t free_stack[CONNS_MAX];
-	uint64_t messages;
-	uint64_t conns_ok;
-	uint64_t port_waits;        /* opens postponed: no free local port */
-	uint64_t errors[ERR_COUNT];
-	uint64_t loops;
-	uint64_t busy_loops;
-	uint64_t busy_cycles;
-	bool done;                  /* written last by the worker, read by main */
-	struct slot slots[CONNS_MAX];
 };
 
 static volatile sig_atomic_t signal_seen;
@@ -164,8 +81,8 @@ running(const struct bench *b)
 	return b->phase == PHASE_RUN;
 }
 
-static void
-count_error(struct bench *b, enum bench_error e)
+void
+qdb_count_error(struct bench *b, enum bench_error e)
 {
 	assert(e < ERR_COUNT);
 	/* Errors after the measured window (the drain's aborts) are not the server's. */
@@ -180,7 +97,7 @@ send_message(struct slot *s)
 	struct bench *b = s->b;
 	struct rte_mbuf *m = rte_pktmbuf_alloc(b->w->pool);
 	if (m == NULL) {
-		count_error(b, ERR_send);
+		qdb_count_error(b, ERR_send);
 		qd_tcp_abort(s->conn, b->w->now_us);
 		return false;
 	}
@@ -195,7 +112,7 @@ send_message(struct slot *s)
 	/* One message in flight never fills the send buffer: any refusal is an error. */
 	if (rc != -ENOMEM)
 		rte_pktmbuf_free(m);
-	count_error(b, ERR_send);
+	qdb_count_error(b, ERR_send);
 	qd_tcp_abort(s->conn, b->w->now_us);
 	return false;
 }
@@ -247,7 +164,7 @@ on_data(struct qd_tcp_conn *c, struct rte_mbuf *m)
 	rte_pktmbuf_free(m);
 	qd_tcp_recv_consumed(c, len, b->w->now_us);
 	if (bad) {
-		count_error(b, ERR_mismatch);
+		qdb_count_error(b, ERR_mismatch);
 		qd_tcp_abort(c, b->w->now_us);
 		return;
 	}
@@ -263,29 +180,26 @@ on_peer_fin(struct qd_tcp_conn *c)
 	s->peer_fin = true;
 }
 
-static void
-on_closed(struct qd_tcp_conn *c, enum qd_tcp_close_reason why)
+void
+qdb_slot_closed(struct slot *s, enum qd_tcp_close_reason why, bool complete)
 {
-	struct slot *s = qd_tcp_conn_app(c);
 	struct bench *b = s->b;
-	assert(s->conn == c && b->live > 0);
+	assert(s->conn != NULL && b->live > 0);
 	switch (why) {
 	case QD_TCP_CLOSE_NORMAL:
-		if (b->o.mode == MODE_CONNECT && s->echoed && s->peer_fin) {
-			if (running(b))
-				b->conns_ok++;
-		} else if (running(b)) {
-			count_error(b, ERR_closed_early);
-		}
+		if (complete && b->o.mode == MODE_CONNECT && running(b))
+			b->conns_ok++;
+		else if (!complete && running(b))
+			qdb_count_error(b, ERR_closed_early);
 		break;
 	case QD_TCP_CLOSE_RESET:
-		count_error(b, ERR_reset);
+		qdb_count_error(b, ERR_reset);
 		break;
 	case QD_TCP_CLOSE_REFUSED:
-		count_error(b, ERR_refused);
+		qdb_count_error(b, ERR_refused);
 		break;
 	case QD_TCP_CLOSE_TIMEOUT:
-		count_error(b, ERR_timeout);
+		qdb_count_error(b, ERR_timeout);
 		break;
 	case QD_TCP_CLOSE_ABORT:
 		break; /* ours: counted where we decided it */
@@ -294,6 +208,14 @@ on_closed(struct qd_tcp_conn *c, enum qd_tcp_close_reason why)
 	b->live--;
 	assert(b->free_count < CONNS_MAX);
 	b->free_stack[b->free_count++] = s->index;
+}
+
+static void
+on_closed(struct qd_tcp_conn *c, enum qd_tcp_close_reason why)
+{
+	struct slot *s = qd_tcp_conn_app(c);
+	assert(s->conn == c);
+	qdb_slot_closed(s, why, s->b->o.mode == MODE_CONNECT && s->echoed && s->peer_fin);
 }
 
 static const struct qd_tcp_ops client_ops = {
@@ -310,9 +232,10 @@ open_some(struct bench *b)
 	for (unsigned int n = 0; n < OPENS_PER_LOOP && b->free_count > 0; n++) {
 		struct slot *s = &b->slots[b->free_stack[b->free_count - 1]];
 		assert(s->conn == NULL);
+		const struct qd_tcp_ops *ops = b->o.mode == MODE_QUERY ? &qdb_query_ops
+									: &client_ops;
 		struct qd_tcp_conn *c = qd_tcp_connect(b->w->tcp, b->o.server_ip_be,
-						       b->o.server_port, &client_ops, s,
-						       b->w->now_us);
+						       b->o.server_port, ops, s, b->w->now_us);
 		if (c == NULL && errno == EAGAIN) {
 			/* Next hop not resolved yet, or every local port busy: next loop. */
 			if (b->phase != PHASE_START)
@@ -320,7 +243,7 @@ open_some(struct bench *b)
 			return;
 		}
 		if (c == NULL) {
-			count_error(b, ERR_connect);
+			qdb_count_error(b, ERR_connect);
 			return;
 		}
 		b->free_count--;
@@ -349,6 +272,8 @@ start_drain(struct bench *b)
 			continue;
 		if (qd_tcp_conn_state(s->conn) == QD_TCP_SYN_SENT)
 			qd_tcp_abort(s->conn, b->w->now_us);
+		else if (b->o.mode == MODE_QUERY)
+			qdb_trino_drain_slot(s); /* or when its request is answered */
 		else if (b->o.mode == MODE_CONNECT || s->received == 0)
 			qd_tcp_shutdown(s->conn, b->w->now_us);
 		/* an echo message half back closes when it is whole (message_done) */
@@ -371,7 +296,17 @@ bench_poll(struct bench *b)
 	uint64_t now = b->w->now_us;
 	switch (b->phase) {
 	case PHASE_START:
-		if (now - b->start_us > RESOLVE_WAIT_MS * 1000ull) {
+		if (b->trino != NULL && !qdb_trino_ready(b)) {
+			/* Clients before qdispatchd reaches the coordinators would only
+			 * measure its 503s. */
+			if (now - b->start_us > CHECK_WAIT_MS * 1000ull) {
+				b->errors[ERR_unchecked]++;
+				b->phase = PHASE_DONE;
+			}
+			return;
+		}
+		if (now - b->start_us > (RESOLVE_WAIT_MS + (b->trino != NULL ? CHECK_WAIT_MS : 0)) *
+					1000ull) {
 			b->errors[ERR_unresolved]++;
 			b->phase = PHASE_DONE;
 			return;
@@ -387,8 +322,12 @@ bench_poll(struct bench *b)
 		open_some(b);
 		return;
 	case PHASE_DRAIN:
-		if (b->live == 0 || now > b->drain_deadline_us) {
+		if (now > b->drain_deadline_us) {
 			abort_all(b);
+			if (b->trino != NULL)
+				qdb_trino_abort_coords(b);
+			b->phase = PHASE_DONE;
+		} else if (b->live == 0 && (b->trino == NULL || qdb_trino_drain_coords(b))) {
 			b->phase = PHASE_DONE;
 		}
 		return;
@@ -437,10 +376,12 @@ usage(FILE *out)
 {
 	fprintf(out,
 "NAME\n"
-"    qdbench-dpdk - TCP echo load over a DPDK port, on qdispatchd's own stack\n"
+"    qdbench-dpdk - TCP echo or Trino query load over a DPDK port, on qdispatchd's\n"
+"    own stack\n"
 "\n"
 "SYNOPSIS\n"
-"    qdbench-dpdk --socket PATH [--server IP:PORT] [--ip IP] [--mode echo|connect]\n"
+"    qdbench-dpdk --socket PATH [--server IP:PORT] [--ip IP] [--mode echo|connect|query]\n"
+"                 [--coordinator IP]... [--coordinator-port PORT] [--pages N]\n"
 "                 [--connections N] [--size BYTES] [--duration S] [--lcores LIST]\n"
 "                 [--file-prefix NAME] [--memory-mb MB] [--mbufs N] [--json FILE]\n"
 "                 [-- EAL-OPTIONS...]\n"
@@ -458,6 +399,16 @@ usage(FILE *out)
 "    connect  N connections at a time; each connects, sends one message, waits for\n"
 "             the echo, half-closes and waits for the server's FIN; its slot then\n"
 "             opens a new connection. The figure is connections per second.\n"
+"    query    both sides of qdispatchd's query proxy (bench/run memif-proxy). N\n"
+"             keep-alive connections to --server (qdispatchd's VIP and listen.port)\n"
+"             each run Trino query lifecycles: POST /v1/statement, then a GET of each\n"
+"             nextUri until none. This program also holds the --coordinator\n"
+"             addresses on the link (ARP, TCP) and answers on --coordinator-port as a\n"
+"             minimal Trino coordinator: QUEUED with a fresh query id and a nextUri\n"
+"             built from Host, then --pages pages, the last FINISHED with one row;\n"
+"             /v1/info and /v1/cluster for the health checks. Every response is\n"
+"             checked (status, id, states, nextUri count, the row). The figure is\n"
+"             queries per second, with query latency p50/p99.\n"
 "\n"
 "    Only exchanges completed inside the measured window count. It opens with the\n"
 "    first connection and lasts S seconds; then open connections are half-closed\n"
@@ -467,7 +418,11 @@ usage(FILE *out)
 "    --socket PATH        the memif control socket (required)\n"
 "    --server IP:PORT     the echo server (default 10.214.0.1:7)\n"
 "    --ip IP              this client's address on the link (default 10.214.0.2)\n"
-"    --mode MODE          echo (default) or connect\n"
+"    --mode MODE          echo (default), connect or query\n"
+"    --coordinator IP     query: a coordinator address this program holds (in\n"
+"                         --ip's /24; repeat, up to %u)\n"
+"    --coordinator-port P query: the coordinators' port (default 8080)\n"
+"    --pages N            query: GETs per query after the POST, 1..%u (default 1)\n"
 "    --connections N      concurrent connections, 1..%u (default 100)\n"
 "    --size BYTES         message size, 1..%u (default 64)\n"
 "    --duration S         measured seconds, 1..%u (default 5)\n"
@@ -486,9 +441,13 @@ usage(FILE *out)
 "    One JSON object: mode, connections, msg_bytes, duration_s (measured), messages\n"
 "    and msgs_per_s (echo), connections_ok and conns_per_s (connect), errors and\n"
 "    errors_by (connect refused, reset, timeout, closed_early, mismatch, send,\n"
-"    unresolved), busy_cycles (TSC cycles of worker iterations that did work),\n"
+"    unresolved, http, status, shape, coord_request, coord_full), busy_cycles (TSC cycles of worker iterations that did work),\n"
 "    busy_cycles_per_msg / busy_cycles_per_conn, tsc_hz, port_waits (opens\n"
 "    postponed for lack of a free local port) and the stack's counters tcp.*.\n"
+"    query adds pages, coordinators, queries, queries_per_s, requests,\n"
+"    requests_per_s, latency_us.query (p50, p99, max, mean), coordinator_requests\n"
+"    (submit, page, info, cluster, unknown) and busy_cycles_per_query (this\n"
+"    program's worker: clients and coordinators together).\n"
 "\n"
 "EXIT STATUS\n"
 "    0 when something was exchanged and nothing failed; 1 when nothing was\n"
@@ -498,7 +457,7 @@ usage(FILE *out)
 "EXAMPLE\n"
 "    qdbench-dpdk --socket /tmp/memif.sock --server 10.214.0.1:7 --mode connect \\\n"
 "        --connections 64 --duration 5 --lcores 0@1,1@0 --file-prefix cli\n",
-		DRAIN_MS, CONNS_MAX, MSG_BYTES_MAX, DURATION_S_MAX);
+		DRAIN_MS, COORDS_MAX, PAGES_MAX, CONNS_MAX, MSG_BYTES_MAX, DURATION_S_MAX);
 }
 
 static int
@@ -557,6 +516,8 @@ parse_one(struct options *o, int opt, const char *arg)
 			o->mode = MODE_ECHO;
 		else if (strcmp(arg, "connect") == 0)
 			o->mode = MODE_CONNECT;
+		else if (strcmp(arg, "query") == 0)
+			o->mode = MODE_QUERY;
 		else
 			return -1;
 		return 0;
@@ -568,9 +529,24 @@ parse_one(struct options *o, int opt, const char *arg)
 	case 'M': return parse_u32(arg, 64, 65536, &o->memory_mb);
 	case 'b': return parse_u32(arg, 511, 4194303, &o->mbufs);
 	case 'j': o->json = arg; return 0;
+	case 'C':
+		if (o->coords_count == COORDS_MAX)
+			return -1;
+		return parse_ip(arg, &o->coords_be[o->coords_count++]);
+	case 'P': {
+		uint32_t port;
+		if (parse_u32(arg, 1, 65535, &port) != 0)
+			return -1;
+		o->coord_port = (uint16_t)port;
+		return 0;
+	}
+	case 'p': return parse_u32(arg, 1, PAGES_MAX, &o->pages);
 	}
 	return -1;
 }
+
+/* The short names of parse_options()'s long options, in their order (error messages). */
+#define OPT_LETTERS "sSimczdlfMbjCPp"
 
 static int
 parse_options(int argc, char **argv, struct options *o)
@@ -588,13 +564,16 @@ parse_options(int argc, char **argv, struct options *o)
 		{"memory-mb", required_argument, NULL, 'M'},
 		{"mbufs", required_argument, NULL, 'b'},
 		{"json", required_argument, NULL, 'j'},
+		{"coordinator", required_argument, NULL, 'C'},
+		{"coordinator-port", required_argument, NULL, 'P'},
+		{"pages", required_argument, NULL, 'p'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	*o = (struct options){
 		.mode = MODE_ECHO, .server_port = 7, .connections = 100, .size = 64,
 		.duration_s = 5, .lcores = "0@0,1@1", .file_prefix = "qdbench-dpdk",
-		.memory_mb = 256, .mbufs = 8191,
+		.memory_mb = 256, .mbufs = 8191, .coord_port = 8080, .pages = 1,
 	};
 	parse_ip("10.214.0.1", &o->server_ip_be);
 	parse_ip("10.214.0.2", &o->ip_be);
@@ -607,7 +586,7 @@ parse_options(int argc, char **argv, struct options *o)
 		if (c == '?' || parse_one(o, c, optarg) != 0) {
 			if (c != '?')
 				fprintf(stderr, "qdbench-dpdk: bad value '%s' for --%s\n", optarg,
-					longs[strchr("sSimczdlfMbj", c) - "sSimczdlfMbj"].name);
+					longs[strchr(OPT_LETTERS, c) - OPT_LETTERS].name);
 			fprintf(stderr, "Try 'qdbench-dpdk --help'.\n");
 			return -1;
 		}
@@ -619,6 +598,16 @@ parse_options(int argc, char **argv, struct options *o)
 	if (o->ip_be == o->server_ip_be) {
 		fprintf(stderr, "qdbench-dpdk: --ip and --server name the same address\n");
 		return -1;
+	}
+	if ((o->mode == MODE_QUERY) != (o->coords_count > 0)) {
+		fprintf(stderr, "qdbench-dpdk: --coordinator is for --mode query, which needs one\n");
+		return -1;
+	}
+	for (uint32_t i = 0; i < o->coords_count; i++) {
+		if (o->coords_be[i] == o->ip_be || o->coords_be[i] == o->server_ip_be) {
+			fprintf(stderr, "qdbench-dpdk: a --coordinator is --ip or --server\n");
+			return -1;
+		}
 	}
 	o->eal_argc = argc - optind;
 	o->eal_argv = argv + optind;
@@ -685,7 +674,11 @@ make_worker(struct qd_daemon *d, const struct options *o, char *err, size_t err_
 	}
 	qd_worker_tcp_conf_default(&wc.tcp);
 	wc.tcp.max_connections = o->connections + TIME_WAIT_MAX;
-	wc.tcp.syn_backlog = 0;
+	wc.tcp.syn_backlog = 0; /* no passive opens but the query mode's */
+	if (o->mode == MODE_QUERY) {
+		wc.tcp.max_connections += COORD_CONNS_MAX;
+		wc.tcp.syn_backlog = COORD_CONNS_MAX;
+	}
 	wc.tcp.time_wait_max = TIME_WAIT_MAX;
 	wc.tcp.time_wait_ms = TIME_WAIT_MS;
 	wc.tcp.mss = (uint16_t)(d->cfg.port_mtu - 40);
@@ -727,6 +720,15 @@ start(struct qd_daemon *d, const struct options *o, char *err, size_t err_len)
 	d->iface.mac = d->port.mac;
 	d->iface.ip_be = o->ip_be;
 	d->iface.prefix_len = 24;
+	qd_vip_table_init(&d->iface.vips, o->ip_be, 24, NULL, NULL);
+	/* Our coordinators' addresses: the worker answers ARP and accepts TCP on them as
+	 * qdispatchd does on its VIPs, and they are announced with ours at the start. */
+	for (uint32_t i = 0; i < o->coords_count; i++) {
+		rc = qd_vip_add(&d->iface.vips, o->coords_be[i], QD_VIP_ACTIVE, qd_daemon_now_ms(),
+				err, err_len);
+		if (rc != 0)
+			return rc;
+	}
 	rc = make_worker(d, o, err, err_len);
 	if (rc == 0)
 		rc = qd_neigh_table_init(&d->neigh, 16);
@@ -763,18 +765,33 @@ sum_errors(const struct bench *b)
 	return n;
 }
 
+/* What the mode counts: messages, connections or queries. */
+static uint64_t
+work_done(const struct bench *b)
+{
+	switch (b->o.mode) {
+	case MODE_ECHO: return b->messages;
+	case MODE_CONNECT: return b->conns_ok;
+	case MODE_QUERY: return qdb_trino_queries(b);
+	}
+	return 0;
+}
+
 static void
 print_json(FILE *f, const struct bench *b)
 {
+	static const char *const mode_names[] = {"echo", "connect", "query"};
+	static const char *const work_names[] = {"msg", "conn", "query"};
 	const struct options *o = &b->o;
 	double secs = b->end_us > b->run_us ? (double)(b->end_us - b->run_us) / 1e6 : 0.0;
-	uint64_t work = o->mode == MODE_ECHO ? b->messages : b->conns_ok;
+	uint64_t work = work_done(b);
 	struct qd_tcp_counters tc;
 	uint32_t states[QD_TCP_STATE_MAX];
 	qd_tcp_stack_read(b->w->tcp, &tc, states);
 	fprintf(f, "{\"mode\": \"%s\", \"connections\": %u, \"msg_bytes\": %u, "
-		"\"duration_s\": %.6f,\n", o->mode == MODE_ECHO ? "echo" : "connect",
-		o->connections, o->size, secs);
+		"\"duration_s\": %.6f,\n", mode_names[o->mode], o->connections, o->size, secs);
+	if (o->mode == MODE_QUERY)
+		qdb_trino_json(f, b, secs);
 	fprintf(f, " \"messages\": %" PRIu64 ", \"msgs_per_s\": %.1f, \"connections_ok\": %"
 		PRIu64 ", \"conns_per_s\": %.1f,\n", b->messages,
 		secs > 0 ? (double)b->messages / secs : 0.0, b->conns_ok,
@@ -785,7 +802,7 @@ print_json(FILE *f, const struct bench *b)
 	fprintf(f, "},\n \"busy_cycles\": %" PRIu64 ", \"busy_cycles_per_%s\": %.0f, "
 		"\"busy_loops\": %" PRIu64 ", \"loops\": %" PRIu64 ", \"tsc_hz\": %" PRIu64
 		", \"port_waits\": %" PRIu64 ",\n", b->busy_cycles,
-		o->mode == MODE_ECHO ? "msg" : "conn",
+		work_names[o->mode],
 		work > 0 ? (double)b->busy_cycles / (double)work : 0.0, b->busy_loops, b->loops,
 		rte_get_tsc_hz(), b->port_waits);
 	fprintf(f, " \"tcp\": {");
@@ -861,10 +878,14 @@ main(int argc, char **argv)
 			b->free_stack[b->o.connections - 1 - i] = i;
 		}
 		b->free_count = b->o.connections;
-		int rc = rte_eal_remote_launch(bench_main, b, b->w->conf.lcore_id);
-		if (rc != 0) {
+		int rc = b->o.mode == MODE_QUERY ? qdb_trino_init(b, err, sizeof(err)) : 0;
+		if (rc != 0)
+			fprintf(stderr, "qdbench-dpdk: %s\n", err);
+		else
+			rc = rte_eal_remote_launch(bench_main, b, b->w->conf.lcore_id);
+		if (rc != 0 && err[0] == '\0') {
 			fprintf(stderr, "qdbench-dpdk: launch: %s\n", rte_strerror(-rc));
-		} else {
+		} else if (rc == 0) {
 			run(d, b);
 			FILE *f = b->o.json != NULL ? fopen(b->o.json, "we") : stdout;
 			if (f == NULL) {
@@ -874,13 +895,17 @@ main(int argc, char **argv)
 			print_json(f, b);
 			if (f != stdout)
 				fclose(f);
-			uint64_t work = b->o.mode == MODE_ECHO ? b->messages : b->conns_ok;
-			status = work > 0 && sum_errors(b) == 0 ? 0 : 1;
+			status = work_done(b) > 0 && sum_errors(b) == 0 ? 0 : 1;
 			if (b->errors[ERR_unresolved] > 0)
 				fprintf(stderr, "qdbench-dpdk: no ARP answer from the server within "
 					"%u ms\n", RESOLVE_WAIT_MS);
+			if (b->errors[ERR_unchecked] > 0)
+				fprintf(stderr, "qdbench-dpdk: qdispatchd did not health-check every "
+					"--coordinator within %u ms (its coordinator lines, "
+					"health.interval_ms?)\n", CHECK_WAIT_MS);
 		}
 	}
+	qdb_trino_free(b);
 	stop(d);
 	rte_eal_cleanup();
 	return status;

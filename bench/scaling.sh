@@ -60,7 +60,7 @@ while (($# > 0)); do
 	--warmup) warmup=${2:?}; num warmup "$warmup"; shift 2 ;;
 	--clients) clients=${2:?}; [[ $clients =~ ^[1-9][0-9]*$ ]] || die "--clients: a positive count"; shift 2 ;;
 	--rate) rate=${2:?}; num rate "$rate"; shift 2 ;;
-	--workers) workers_list=${2:?}; [[ $workers_list =~ ^[1-9]( [1-9])+$ ]] || die "--workers: e.g. \"1 2\""; shift 2 ;;
+	--workers) workers_list=${2:?}; [[ $workers_list =~ ^[1-9]( [1-9])*$ ]] || die "--workers: e.g. \"1 2\" or \"1\""; shift 2 ;;
 	--busy-poll) busy=1; shift ;;
 	--json) json_out=${2:?--json needs a file}; shift 2 ;;
 	--smoke) smoke=1 rounds=1 duration=1 warmup=0.2 clients=8 rate=100; shift ;;
