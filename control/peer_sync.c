@@ -360,8 +360,34 @@ log_changes(struct qd_daemon *d, uint64_t now_us)
  * clients use (only the peers' control traffic is cut). Taking its VIP would make the
  * clients' ARP caches flap between two live dispatchers and break their connections; we
  * leave it where it is and ask again every second. No answer within VIP_PROBE_MS: take. */
-#define VIP_PROBE_MS 150
+#define VIP_PROBE_MS 300
 #define VIP_REPROBE_MS 1000
+
+/* Ask the data plane who answers for VIP <i> from now on: an answer after this is fresh. */
+static void
+vip_probe_start(struct qd_daemon *d, unsigned int i, uint64_t now_ms)
+{
+	struct qd_peer_sync *ps = d->peers;
+	uint32_t ip = ps->cluster->conf.vip_ip_be[i];
+	(void)qd_neigh_remove(&d->neigh, ip);
+	if (qd_neigh_want(&d->neigh, ip, false, now_ms) == 0)
+		ps->vip_probe_ms[i] = now_ms;
+}
+
+/* A home that has been silent for half the death time gets its VIP probed already, so
+ * the answer is in by the time it is declared dead and the takeover does not wait. */
+static void
+vip_probe_early(struct qd_daemon *d, unsigned int i, uint64_t now_us, uint64_t now_ms)
+{
+	struct qd_peer_sync *ps = d->peers;
+	struct qd_cluster *c = ps->cluster;
+	struct qd_cluster_peer *home = qd_cluster_peer(c, c->conf.vip_home[i]);
+	if (home == NULL || home->state != QD_CLUSTER_ALIVE ||
+	    now_us - home->last_heard_us < (uint64_t)c->conf.dead_after_ms * 500u)
+		return;
+	if (ps->vip_probe_ms[i] == 0 || now_ms - ps->vip_probe_ms[i] > VIP_REPROBE_MS)
+		vip_probe_start(d, i, now_ms);
+}
 
 static bool
 data_plane_silent(struct qd_daemon *d, unsigned int i)
@@ -371,10 +397,9 @@ data_plane_silent(struct qd_daemon *d, unsigned int i)
 	uint64_t now = qd_daemon_now_ms();
 	uint64_t *started = &ps->vip_probe_ms[i];
 	if (*started == 0 || now - *started > VIP_REPROBE_MS) {
-		(void)qd_neigh_remove(&d->neigh, ip); /* an answer from now on is fresh */
-		if (qd_neigh_want(&d->neigh, ip, false, now) != 0)
+		vip_probe_start(d, i, now);
+		if (*started != now)
 			return true; /* no room to ask: do not block the takeover on it */
-		*started = now;
 		return false;
 	}
 	const struct qd_neigh_entry *e = qd_neigh_lookup(&d->neigh, ip);
@@ -412,6 +437,8 @@ sync_vips(struct qd_daemon *d, uint64_t now_us)
 			(void)qd_vip_set_adopt(&d->iface.vips, ip, false);
 			ps->adopt_until_ms[i] = 0;
 		}
+		if (c->conf.vip_home[i] != c->conf.self)
+			vip_probe_early(d, i, now_us, now_ms);
 		enum qd_vip_state vs = QD_VIP_ABSENT;
 		(void)qd_vip_lookup(&d->iface.vips, ip, &vs);
 		qd_cluster_vip_set(c, i, (enum qd_cluster_vip_state)vs);

@@ -71,6 +71,7 @@
 	X(routes_created)                                                                 \
 	X(routes_exists)                                                                  \
 	X(routes_full)                                                                    \
+	X(route_pressure_sweeps)                                                          \
 	X(route_misses)          /* follow-up for an unknown query: 404 */                \
 	X(routes_ended_finished)                                                          \
 	X(routes_ended_failed)                                                            \

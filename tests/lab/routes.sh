@@ -14,7 +14,9 @@
 #     (route.verify_after_s=2) and frees their slots when the queries end, long before
 #     route.idle_timeout_s.
 # Then the same with discovery off on peer 2 (route.discovery_max=0): the nextUri of a
-# query peer 2 never saw is 404 at once. Lab down finds no sanitizer report.
+# query peer 2 never saw is 404 at once. Then one dispatcher with route.max 64 and
+# route.linger_s 60 runs 200 queries: ended routes make room under pressure, none is
+# refused. Lab down finds no sanitizer report.
 # Root only (exit 77 otherwise).
 set -euo pipefail
 
@@ -52,5 +54,16 @@ out=$(lab_exec sh -c '
 	curl -s -o /dev/null -X DELETE "$next"')
 [[ $out == "code 404" ]] || fail "without discovery: $out"
 echo "ok   discovery off: 404"
+
+step "a full route table sheds lingering routes: route.max 64, linger 60 s, 200 queries"
+"$LAB" up --coordinators 1 --set route.max=64 --set route.linger_s=60 >/dev/null
+lab_exec node "$QD_SOURCE/tests/clients/run_queries.mjs" --json --queries 200 --concurrency 4 \
+	--rows 2 --page-rows 1 >"$TMP/pressure.json" 2>"$TMP/pressure.err" ||
+	{ tail -5 "$TMP/pressure.err" >&2; fail "queries failed with a small route table: $(jq -c '{ok, failed, errors: .errors[:2]}' "$TMP/pressure.json")"; }
+pressure=$("$QD_BUILD/control/qdctl" --json status | jq '.totals.proxy | {route_pressure_sweeps, routes_full, routes_created}')
+echo "ok   200 queries through 64 route slots: $pressure"
+[[ $(jq .route_pressure_sweeps <<<"$pressure") -gt 0 ]] || fail "no sweep under pressure"
+[[ $(jq .routes_full <<<"$pressure") -eq 0 ]] || fail "routes refused: $pressure"
+
 lab_down_checked
 echo "PASS"
