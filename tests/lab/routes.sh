@@ -14,8 +14,8 @@
 #     (route.verify_after_s=2) and frees their slots when the queries end, long before
 #     route.idle_timeout_s.
 # Then the same with discovery off on peer 2 (route.discovery_max=0): the nextUri of a
-# query peer 2 never saw is 404 at once. Then one dispatcher with route.max 64 and
-# route.linger_s 60 runs 200 queries: ended routes make room under pressure, none is
+# query peer 2 never saw is 404 at once. Then one dispatcher with route.max 256 and
+# route.linger_s 60 runs 600 queries: ended routes make room under pressure, none is
 # refused. Lab down finds no sanitizer report.
 # Root only (exit 77 otherwise).
 set -euo pipefail
@@ -34,7 +34,11 @@ TMP=$(mktemp -d)
 step "lab up: 2 peers, 2 coordinators, 2 workers each, resource groups"
 "$LAB" down >/dev/null
 "$LAB" up --peers 2 --no-peer-sync --coordinators 2 --workers 2 \
-	--resource-groups "$GROUPS_FILE" --set route.verify_after_s=2 >/dev/null
+	--resource-groups "$GROUPS_FILE" --set route.verify_after_s=2 --set route.max=4096 >/dev/null
+# (route.max 4096: the verification walks the table 256 positions per 10 ms and stripe, so
+# a small table is walked in ~80 ms and a quiet route is checked while its query still
+# runs; with the default 262,144 a pass takes ~5 s and, on a slow sanitizer build, the
+# queries of this test could end before their first check)
 
 step "submit through VIP 1, follow through VIP 2"
 lab_exec python3 "$CLIENT" --queries 4 || fail "routes everywhere"
@@ -55,13 +59,13 @@ out=$(lab_exec sh -c '
 [[ $out == "code 404" ]] || fail "without discovery: $out"
 echo "ok   discovery off: 404"
 
-step "a full route table sheds lingering routes: route.max 64, linger 60 s, 200 queries"
-"$LAB" up --coordinators 1 --set route.max=64 --set route.linger_s=60 >/dev/null
-lab_exec node "$QD_SOURCE/tests/clients/run_queries.mjs" --json --queries 200 --concurrency 4 \
-	--rows 2 --page-rows 1 >"$TMP/pressure.json" 2>"$TMP/pressure.err" ||
+step "a full route table sheds lingering routes: route.max 256, linger 60 s, 600 queries"
+"$LAB" up --coordinators 1 --set route.max=256 --set route.linger_s=60 >/dev/null
+lab_exec node "$QD_SOURCE/tests/clients/run_queries.mjs" --json --queries 600 --concurrency 4 \
+	--rows 1 --page-rows 1 >"$TMP/pressure.json" 2>"$TMP/pressure.err" ||
 	{ tail -5 "$TMP/pressure.err" >&2; fail "queries failed with a small route table: $(jq -c '{ok, failed, errors: .errors[:2]}' "$TMP/pressure.json")"; }
 pressure=$("$QD_BUILD/control/qdctl" --json status | jq '.totals.proxy | {route_pressure_sweeps, routes_full, routes_created}')
-echo "ok   200 queries through 64 route slots: $pressure"
+echo "ok   600 queries through 256 route slots: $pressure"
 [[ $(jq .route_pressure_sweeps <<<"$pressure") -gt 0 ]] || fail "no sweep under pressure"
 [[ $(jq .routes_full <<<"$pressure") -eq 0 ]] || fail "routes refused: $pressure"
 
