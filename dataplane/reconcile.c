@@ -50,7 +50,7 @@
 #define RC_DEFAULT_RETRY_MS 1000
 #define RC_DEFAULT_ATTEMPTS 5
 #define RC_ATTEMPTS_MAX 100
-#define RC_WALK_BUDGET 256        /* positions looked at per walk step */
+#define RC_WALK_BUDGET 256        /* positions looked at per walk step (at least) */
 #define RC_WALK_EVERY_US 1000     /* one walk step per millisecond */
 #define RC_RESOLVE_RETRY_US 1000  /* next hop unknown: try the connect again this often */
 #define RC_PARSE_ROUNDS 256       /* contiguous runs parsed per callback */
@@ -663,7 +663,13 @@ walk(struct qd_reconcile *r)
 	struct qd_route_table *t = r->routes;
 	const unsigned int stripes = r->conf.worker_count;
 	const unsigned int coords = qd_coord_count(r->coords);
-	for (unsigned int n = 0; n < RC_WALK_BUDGET; n++) {
+	/* Verifying quiet routes, a pass over the stripe takes about a second whatever
+	 * route.max is (100 steps of RC_VERIFY_WALK_EVERY_US): a position is one entry read,
+	 * and at the default 262,144 a fixed budget would take ~5 s a pass. */
+	unsigned int budget = RC_WALK_BUDGET;
+	if (r->restored_done && t->positions / stripes / 100u > budget)
+		budget = t->positions / stripes / 100u;
+	for (unsigned int n = 0; n < budget; n++) {
 		uint32_t idx = r->cursor;
 		if (idx >= t->positions) {
 			/* a pass is over: the restored routes are done when it met no flagged
