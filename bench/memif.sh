@@ -88,17 +88,8 @@ if [[ $lock -eq 1 ]]; then
 	flock 8
 fi
 work=$(mktemp -d /tmp/qd-bench-memif.XXXXXX)
-server_pid=""
-# stop_server: SIGTERM, then its exit status (0 for a clean stop; a sanitizer's report
-# makes it non-zero).
-stop_server() {
-	[[ -n $server_pid ]] || return 0
-	local pid=$server_pid rc=0
-	server_pid=""
-	kill "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || rc=$?
-	return $rc
-}
+# shellcheck source-path=SCRIPTDIR source=memif_lib.sh
+. "$src/bench/memif_lib.sh"
 trap 'stop_server || true; rm -rf "$work"' EXIT
 
 sock=$work/qd.sock
@@ -117,15 +108,7 @@ service.echo_port = $ECHO_PORT
 control.socket = $sock
 log.level = notice
 EOF
-"$qdispatchd" -c "$work/server.conf" -- --file-prefix="qd-memif-srv-$$" >"$work/server.log" 2>&1 &
-server_pid=$!
-for ((i = 0; i < 100; i++)); do
-	"$qdctl" -s "$sock" status >/dev/null 2>&1 && break
-	kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; echo "memif: qdispatchd exited" >&2; exit 1; }
-	sleep 0.1
-done
-"$qdctl" -s "$sock" status >/dev/null 2>&1 ||
-	{ cat "$work/server.log" >&2; echo "memif: qdispatchd did not come up" >&2; exit 1; }
+memif_server_start memif "qd-memif-srv-$$"
 
 qd_stat() { "$qdctl" -s "$sock" --json stats | jq ".totals.$1"; }
 
